@@ -1,0 +1,106 @@
+"""What a backend supplies: storage, atomicity and a clock. The rules live in `machine`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import replace
+from typing import Any, Protocol, TypeVar
+
+from ..machine import Transition
+from ..protocol import Checkpoint, CorruptRecord, Status
+
+T = TypeVar("T")
+
+Durability = str  # "full" or "fast"
+DURABILITY_MODES = ("full", "fast")
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Backend(Protocol):
+    """A store of records keyed by (namespace, storage segment)."""
+
+    def now_ms(self) -> int: ...
+
+    def read(self, namespace: str, segment: str) -> Checkpoint | None:
+        """A fresh copy of the stored record; CorruptRecordError if it cannot be read."""
+
+    def read_many(self, namespace: str, segments: Sequence[str]) -> dict[str, Checkpoint]: ...
+
+    def apply(self, namespace: str, segment: str, transition: Transition[T], durable: bool) -> T:
+        """Run one transition atomically against the stored record, across threads and processes."""
+
+    def apply_many(
+        self, namespace: str, items: Sequence[tuple[str, Transition[Any]]], durable: bool
+    ) -> list[Any]:
+        """Run several transitions as one atomic unit (one transaction where the store has them)."""
+
+    def scan(self, namespace: str, status: Status | None = None) -> Iterator[Checkpoint | CorruptRecord]:
+        """Every record of a namespace, streamed in no particular order; unreadable ones as CorruptRecord."""
+
+    def namespaces(self) -> list[str]: ...
+
+    def quarantine(self, namespace: str, location: str) -> str:
+        """Move an unreadable entry aside (never delete it); returns where it went."""
+
+    def close(self) -> None: ...
+
+
+class AsyncBackend(Protocol):
+    async def now_ms(self) -> int: ...
+    async def read(self, namespace: str, segment: str) -> Checkpoint | None: ...
+    async def read_many(self, namespace: str, segments: Sequence[str]) -> dict[str, Checkpoint]: ...
+    async def apply(self, namespace: str, segment: str, transition: Transition[T], durable: bool) -> T: ...
+    async def apply_many(
+        self, namespace: str, items: Sequence[tuple[str, Transition[Any]]], durable: bool
+    ) -> list[Any]: ...
+    def scan(self, namespace: str, status: Status | None = None) -> AsyncIterator[Checkpoint | CorruptRecord]: ...
+    async def namespaces(self) -> list[str]: ...
+    async def close(self) -> None: ...
+
+
+class ThreadedAsyncBackend:
+    """The async face of a blocking backend: each call runs in a worker thread, off the event loop."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.sync = backend
+
+    async def now_ms(self) -> int:
+        return self.sync.now_ms()
+
+    async def read(self, namespace: str, segment: str) -> Checkpoint | None:
+        return await asyncio.to_thread(self.sync.read, namespace, segment)
+
+    async def read_many(self, namespace: str, segments: Sequence[str]) -> dict[str, Checkpoint]:
+        return await asyncio.to_thread(self.sync.read_many, namespace, segments)
+
+    async def apply(self, namespace: str, segment: str, transition: Transition[T], durable: bool) -> T:
+        return await asyncio.to_thread(self.sync.apply, namespace, segment, transition, durable)
+
+    async def apply_many(
+        self, namespace: str, items: Sequence[tuple[str, Transition[Any]]], durable: bool
+    ) -> list[Any]:
+        return await asyncio.to_thread(self.sync.apply_many, namespace, items, durable)
+
+    async def scan(self, namespace: str, status: Status | None = None) -> AsyncIterator[Checkpoint | CorruptRecord]:
+        items = await asyncio.to_thread(lambda: list(self.sync.scan(namespace, status)))
+        for item in items:
+            yield item
+
+    async def namespaces(self) -> list[str]:
+        return await asyncio.to_thread(self.sync.namespaces)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.sync.close)
+
+
+def fresh_copy(record: Checkpoint) -> Checkpoint:
+    """A copy whose mutable parts (result, extra fields) share nothing with the stored state."""
+    result = None if record.result_json is None else json.loads(record.result_json)
+    extra = json.loads(json.dumps(record.extra)) if record.extra else {}
+    return replace(record, result=result, extra=extra)

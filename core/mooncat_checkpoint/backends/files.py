@@ -1,0 +1,250 @@
+"""JSON files, one per record: `<root>/<namespace>/<segment>.json`, as the TypeScript package lays them out.
+
+Writers on one machine are serialised by byte-range locks on `<root>/<namespace>/.lock`, striped by
+segment, so unrelated keys do not wait for each other. Nothing we create ends in `.json` except records,
+and we create no directories beside the namespaces, so neither the TypeScript package nor our own
+listing can mistake a lock or a temporary file for a record.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import CorruptRecordError
+from ..keys import check_namespace
+from ..machine import Transition
+from ..protocol import Checkpoint, CorruptRecord, Status
+from ..serialize import record_from_text, record_text
+from .base import wall_clock_ms
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: in-process locking only
+    fcntl = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+
+STRIPES = 64
+LOCK_NAME = ".lock"
+RECORD_SUFFIX = ".json"
+TEMP_SUFFIX = ".tmp"
+QUARANTINE_SUFFIX = ".corrupt"
+
+
+class _NamespaceLock:
+    """Per-namespace striped lock: a thread lock per stripe, and the matching byte of the lock file.
+
+    POSIX record locks belong to the process, so threads are ordered by the thread locks first.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._guard = threading.Lock()
+        self._pid = -1
+        self._fd = -1
+        self._stripes: list[threading.Lock] = []
+
+    def _ready(self) -> int:
+        with self._guard:
+            if self._pid != os.getpid():  # a forked child must not share the parent's thread locks
+                self._stripes = [threading.Lock() for _ in range(STRIPES)]
+                self._directory.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self._directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+                self._pid = os.getpid()
+            return self._fd
+
+    @contextmanager
+    def hold(self, stripes: Sequence[int]) -> Iterator[None]:
+        fd = self._ready()
+        ordered = sorted(set(stripes))  # one global order: no deadlock between batches
+        taken: list[int] = []
+        try:
+            for stripe in ordered:
+                self._stripes[stripe].acquire()
+                taken.append(stripe)
+                if fcntl is not None:
+                    fcntl.lockf(fd, fcntl.LOCK_EX, 1, stripe)
+            yield
+        finally:
+            for stripe in reversed(taken):
+                if fcntl is not None:
+                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, stripe)
+                self._stripes[stripe].release()
+
+    def close(self) -> None:
+        with self._guard:
+            if self._pid == os.getpid() and self._fd >= 0:
+                os.close(self._fd)
+            self._fd, self._pid = -1, -1
+
+
+def _stripe(segment: str) -> int:
+    return zlib.crc32(segment.encode("utf-8")) % STRIPES
+
+
+class FileBackend:
+    def __init__(self, root: str | os.PathLike[str], durability: str = "full") -> None:
+        self.root = Path(root)
+        self.sync_writes = durability == "full"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, _NamespaceLock] = {}
+        self._locks_guard = threading.Lock()
+
+    def now_ms(self) -> int:
+        return wall_clock_ms()
+
+    # ---- paths ----
+
+    def _path(self, namespace: str, segment: str) -> Path:
+        return self.root / namespace / (segment + RECORD_SUFFIX)
+
+    def _lock(self, namespace: str) -> _NamespaceLock:
+        with self._locks_guard:
+            lock = self._locks.get(namespace)
+            if lock is None:
+                lock = self._locks[namespace] = _NamespaceLock(self.root / namespace)
+            return lock
+
+    # ---- reads ----
+
+    def _read_path(self, path: Path) -> Checkpoint | None:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            raise CorruptRecordError(str(path), "is a directory, not a record file") from None
+        return record_from_text(data, str(path))
+
+    def read(self, namespace: str, segment: str) -> Checkpoint | None:
+        return self._read_path(self._path(namespace, segment))
+
+    def read_many(self, namespace: str, segments: Sequence[str]) -> dict[str, Checkpoint]:
+        found = {}
+        for segment in segments:
+            record = self.read(namespace, segment)
+            if record is not None:
+                found[segment] = record
+        return found
+
+    # ---- writes ----
+
+    def apply(self, namespace: str, segment: str, transition: Transition[T], durable: bool) -> T:
+        with self._lock(namespace).hold([_stripe(segment)]):
+            return self._apply_locked(namespace, segment, transition)
+
+    def apply_many(
+        self, namespace: str, items: Sequence[tuple[str, Transition[Any]]], durable: bool
+    ) -> list[Any]:
+        # Files have no transactions: the batch is atomic per key, and all its keys are locked together.
+        with self._lock(namespace).hold([_stripe(segment) for segment, _ in items]):
+            return [self._apply_locked(namespace, segment, t) for segment, t in items]
+
+    def _apply_locked(self, namespace: str, segment: str, transition: Transition[T]) -> T:
+        path = self._path(namespace, segment)
+        change = transition(self._read_path(path), self.now_ms())
+        if change.put is not None:
+            self._write(path, record_text(change.put).encode("utf-8"), change.durable and self.sync_writes)
+        elif change.delete:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        return change.value
+
+    def _write(self, path: Path, data: bytes, sync: bool) -> None:
+        """Write beside the target under a unique name, then rename over it: readers see old or new."""
+        temp = path.with_name(
+            f".{path.stem}.{os.getpid()}.{threading.get_ident()}.{os.urandom(4).hex()}{TEMP_SUFFIX}"
+        )
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, path)
+        except BaseException:
+            try:
+                temp.unlink()
+            except FileNotFoundError:
+                pass
+            raise
+        if sync:
+            _sync_directory(path.parent)
+
+    # ---- listing ----
+
+    def scan(self, namespace: str, status: Status | None = None) -> Iterator[Checkpoint | CorruptRecord]:
+        directory = self.root / namespace
+        try:
+            entries = os.scandir(directory)
+        except FileNotFoundError:
+            return
+        with entries:
+            for entry in entries:
+                if not entry.name.endswith(RECORD_SUFFIX):
+                    continue
+                try:
+                    record = self._read_path(Path(entry.path))
+                except CorruptRecordError as exc:
+                    yield CorruptRecord(namespace, exc.location, exc.reason)
+                    continue
+                if record is not None and (status is None or record.status is status):
+                    yield record
+
+    def namespaces(self) -> list[str]:
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        names = []
+        for entry in entries:
+            if entry.is_dir():
+                try:
+                    names.append(check_namespace(entry.name))
+                except ValueError:
+                    continue  # not ours: a namespace name can never fail this check
+        return sorted(names)
+
+    def quarantine(self, namespace: str, location: str) -> str:
+        source = Path(location)
+        if source.parent != self.root / namespace or not source.name.endswith(RECORD_SUFFIX):
+            raise LookupError(f"{location} is not a record file of namespace {namespace!r}")
+        target = source.with_name(f"{source.name}.{int(time.time())}{QUARANTINE_SUFFIX}")
+        with self._lock(namespace).hold([_stripe(source.name[: -len(RECORD_SUFFIX)])]):
+            os.replace(source, target)
+        _sync_directory(source.parent)
+        return str(target)
+
+    def close(self) -> None:
+        with self._locks_guard:
+            for lock in self._locks.values():
+                lock.close()
+            self._locks.clear()
+
+
+def _sync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some filesystems cannot sync a directory; the rename is still atomic
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)

@@ -1,0 +1,221 @@
+"""One SQLite table, shared with the TypeScript package; WAL journal, claims inside BEGIN IMMEDIATE."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import CorruptRecordError
+from ..machine import Change, Transition
+from ..protocol import Checkpoint, CorruptRecord, Status
+from ..serialize import decode_result
+from .base import wall_clock_ms
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS checkpoints (
+  namespace TEXT NOT NULL, storage_key TEXT NOT NULL, key TEXT NOT NULL,
+  status TEXT NOT NULL, owner_run_id TEXT, lease_token TEXT, lease_until INTEGER,
+  result TEXT, result_ref TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+  PRIMARY KEY (namespace, storage_key))
+"""
+QUARANTINE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS checkpoints_quarantine AS SELECT *, 0 AS quarantined_at FROM checkpoints WHERE 0
+"""
+COLUMNS = (
+    "namespace, storage_key, key, status, owner_run_id, lease_token, lease_until, "
+    "result, result_ref, error, attempts, created_at, updated_at"
+)
+UPSERT = (
+    f"INSERT INTO checkpoints ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (namespace, storage_key) DO UPDATE SET key=excluded.key, status=excluded.status, "
+    "owner_run_id=excluded.owner_run_id, lease_token=excluded.lease_token, lease_until=excluded.lease_until, "
+    "result=excluded.result, result_ref=excluded.result_ref, error=excluded.error, "
+    "attempts=excluded.attempts, created_at=excluded.created_at, updated_at=excluded.updated_at"
+)
+SELECT_ONE = f"SELECT {COLUMNS} FROM checkpoints WHERE namespace=? AND storage_key=?"
+BUSY_TIMEOUT_S = 60.0
+# A parameter list longer than this is split; SQLite's own limit is 32766 in current builds.
+BATCH = 500
+
+
+def row_to_record(row: Sequence[Any], location: str) -> Checkpoint:
+    namespace, _segment, key, status, owner, token, until, result, ref, error, attempts, created, updated = row
+    try:
+        parsed_status = Status(status)
+    except ValueError:
+        raise CorruptRecordError(location, f"unknown status {status!r}") from None
+    return Checkpoint(
+        namespace=namespace, key=key, status=parsed_status, owner_run_id=owner, lease_token=token,
+        lease_until=until, result=decode_result(result, location), result_ref=ref, error=error,
+        attempts=attempts, created_at=created, updated_at=updated, result_json=result,
+    )
+
+
+def record_to_row(segment: str, record: Checkpoint) -> tuple[Any, ...]:
+    return (
+        record.namespace, segment, record.key, record.status.value, record.owner_run_id, record.lease_token,
+        record.lease_until, record.result_json, record.result_ref, record.error, record.attempts,
+        record.created_at, record.updated_at,
+    )
+
+
+class SqliteBackend:
+    def __init__(self, path: str | os.PathLike[str], durability: str = "full") -> None:
+        self.path = Path(path)
+        self.fast = durability == "fast"
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        self._pid = os.getpid()
+        conn = self._conn()
+        with _transaction(conn):
+            conn.execute(SCHEMA)
+
+    def now_ms(self) -> int:
+        return wall_clock_ms()
+
+    def _conn(self) -> sqlite3.Connection:
+        """One connection per thread: sqlite3 connections must not be shared between threads at once."""
+        if self._pid != os.getpid():  # forked: the parent's connections must not be touched
+            self._local = threading.local()
+            self._all = []
+            self._pid = os.getpid()
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            self._local.conn = conn
+            self._local.sync = ""
+            with self._guard:
+                self._all.append(conn)
+        return conn
+
+    def _set_sync(self, conn: sqlite3.Connection, durable: bool) -> None:
+        # In WAL mode NORMAL syncs only at checkpoints; FULL syncs every commit. `done` must be durable.
+        wanted = "FULL" if durable and not self.fast else "NORMAL"
+        if self._local.sync != wanted:
+            conn.execute(f"PRAGMA synchronous={wanted}")
+            self._local.sync = wanted
+
+    def _location(self, namespace: str, segment: str) -> str:
+        return f"{self.path} checkpoints(namespace={namespace!r}, storage_key={segment!r})"
+
+    def _read_with(self, conn: sqlite3.Connection, namespace: str, segment: str) -> Checkpoint | None:
+        row = conn.execute(SELECT_ONE, (namespace, segment)).fetchone()
+        return None if row is None else row_to_record(row, self._location(namespace, segment))
+
+    def read(self, namespace: str, segment: str) -> Checkpoint | None:
+        return self._read_with(self._conn(), namespace, segment)
+
+    def read_many(self, namespace: str, segments: Sequence[str]) -> dict[str, Checkpoint]:
+        conn = self._conn()
+        found: dict[str, Checkpoint] = {}
+        unique = list(dict.fromkeys(segments))
+        for start in range(0, len(unique), BATCH):
+            chunk = unique[start : start + BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM checkpoints WHERE namespace=? AND storage_key IN ({marks})",
+                (namespace, *chunk),
+            ).fetchall()
+            for row in rows:
+                found[row[1]] = row_to_record(row, self._location(namespace, row[1]))
+        return found
+
+    def apply(self, namespace: str, segment: str, transition: Transition[T], durable: bool) -> T:
+        return self.apply_many(namespace, [(segment, transition)], durable)[0]  # type: ignore[no-any-return]
+
+    def apply_many(
+        self, namespace: str, items: Sequence[tuple[str, Transition[Any]]], durable: bool
+    ) -> list[Any]:
+        conn = self._conn()
+        self._set_sync(conn, durable)
+        values: list[Any] = []
+        with _transaction(conn):
+            now = self.now_ms()
+            for segment, transition in items:
+                change: Change[Any] = transition(self._read_with(conn, namespace, segment), now)
+                if change.put is not None:
+                    conn.execute(UPSERT, record_to_row(segment, change.put))
+                elif change.delete:
+                    conn.execute("DELETE FROM checkpoints WHERE namespace=? AND storage_key=?", (namespace, segment))
+                values.append(change.value)
+        return values
+
+    def scan(self, namespace: str, status: Status | None = None) -> Iterator[Checkpoint | CorruptRecord]:
+        # A separate connection: the cursor streams while the caller may write through its own.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            sql = f"SELECT {COLUMNS} FROM checkpoints WHERE namespace=?"
+            params: tuple[Any, ...] = (namespace,)
+            if status is not None:
+                sql += " AND status=?"
+                params += (status.value,)
+            for row in conn.execute(sql, params):
+                try:
+                    yield row_to_record(row, self._location(namespace, row[1]))
+                except CorruptRecordError as exc:
+                    yield CorruptRecord(namespace, exc.location, exc.reason)
+        finally:
+            conn.close()
+
+    def namespaces(self) -> list[str]:
+        return [row[0] for row in self._conn().execute("SELECT DISTINCT namespace FROM checkpoints ORDER BY 1")]
+
+    def quarantine(self, namespace: str, location: str) -> str:
+        conn = self._conn()
+        self._set_sync(conn, True)
+        with _transaction(conn):
+            conn.execute(QUARANTINE_SCHEMA)
+            moved = 0
+            for (segment,) in conn.execute(
+                "SELECT storage_key FROM checkpoints WHERE namespace=?", (namespace,)
+            ).fetchall():
+                if self._location(namespace, segment) == location:
+                    conn.execute(
+                        f"INSERT INTO checkpoints_quarantine SELECT {COLUMNS}, ? FROM checkpoints "
+                        "WHERE namespace=? AND storage_key=?",
+                        (wall_clock_ms(), namespace, segment),
+                    )
+                    conn.execute("DELETE FROM checkpoints WHERE namespace=? AND storage_key=?", (namespace, segment))
+                    moved += 1
+            if not moved:
+                raise LookupError(f"no row at {location}")
+        return f"{self.path} checkpoints_quarantine"
+
+    def close(self) -> None:
+        with self._guard:
+            if self._pid == os.getpid():
+                for conn in self._all:
+                    conn.close()
+            self._all = []
+            self._local = threading.local()
+
+
+class _transaction:
+    """BEGIN IMMEDIATE .. COMMIT; on any failure roll back and re-raise the original error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            self.conn.execute("COMMIT")
+            return
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the original error is what the caller must see

@@ -1,0 +1,530 @@
+"""CheckpointClient and AsyncCheckpointClient: one core that validates and plans, two fronts that run plans."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from . import machine
+from .backends import AsyncBackend, Backend, open_async_backend, open_backend
+from .config import StoreLocation, parse_url, resolve_url
+from .errors import InvalidArgumentError
+from .keys import KeySpec, check_key, check_namespace, storage_segment
+from .machine import Transition
+from .protocol import DEFAULT_EXTEND_MS, DEFAULT_LEASE_MS, Checkpoint, ClaimResult, CorruptRecord, Status
+from .serialize import check_optional_str, encode_result
+
+if TYPE_CHECKING:
+    from .step import AsyncStep, Step
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CorruptRecordWarning(UserWarning):
+    """`list` met records it cannot read; they are reported here and by `mooncat-checkpoint doctor`."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One validated operation: which record, which transition, how durable."""
+
+    namespace: str
+    segment: str
+    transition: Transition[Any]
+    durable: bool = False
+    # Claims first look without a lock: a done, failed or busy answer needs no write.
+    optimistic: bool = False
+
+
+def _positive_ms(value: object, name: str, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value > 2**53:
+        raise InvalidArgumentError(f"{name} must be a positive integer of milliseconds, got {value!r}")
+    return value
+
+
+def _token(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(f"lease_token must be the non-empty string claim returned, got {value!r}")
+    return value
+
+
+def _status(value: object) -> Status | None:
+    if value is None:
+        return None
+    try:
+        return Status(value)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"status must be one of {', '.join(s.value for s in Status)}, got {value!r}"
+        ) from None
+
+
+class ClientCore:
+    """Everything both fronts share: where the store is, argument checks, and the plans they run."""
+
+    def __init__(self, url: str | None, durability: str) -> None:
+        resolved = resolve_url(url)
+        self.url = resolved.url
+        self.url_source = resolved.source
+        self.location: StoreLocation = parse_url(resolved.url, resolved.base_dir)
+        if durability not in ("full", "fast"):
+            raise InvalidArgumentError(f"durability must be 'full' or 'fast', got {durability!r}")
+        self.durability = durability
+
+    @staticmethod
+    def target(namespace: str, key: str) -> tuple[str, str]:
+        check_namespace(namespace)
+        return namespace, storage_segment(check_key(key))
+
+    def claim(self, namespace: str, key: str, owner_run_id: str | None, lease_ms: int | None) -> Plan:
+        ns, segment = self.target(namespace, key)
+        check_optional_str(owner_run_id, "owner_run_id")
+        lease = _positive_ms(lease_ms, "lease_ms", DEFAULT_LEASE_MS)
+        return Plan(ns, segment, machine.for_key(ns, key, machine.claim(ns, key, owner_run_id, lease)),
+                    optimistic=True)
+
+    def touch(self, namespace: str, key: str, lease_token: str, extend_ms: int | None) -> Plan:
+        ns, segment = self.target(namespace, key)
+        extend = _positive_ms(extend_ms, "extend_ms", DEFAULT_EXTEND_MS)
+        return Plan(ns, segment, machine.for_key(ns, key, machine.touch(_token(lease_token), extend)))
+
+    def done(self, namespace: str, key: str, lease_token: str, result: Any, result_ref: str | None) -> Plan:
+        ns, segment = self.target(namespace, key)
+        token = _token(lease_token)
+        check_optional_str(result_ref, "result_ref")
+        result_json = encode_result(result)
+        transition = machine.done(ns, key, token, result, result_json, result_ref)
+        return Plan(ns, segment, machine.for_key(ns, key, transition), durable=True)
+
+    def fail(self, namespace: str, key: str, error: str, lease_token: str) -> Plan:
+        ns, segment = self.target(namespace, key)
+        if not isinstance(error, str):
+            raise InvalidArgumentError(f"error must be a string message, got {type(error).__name__}")
+        transition = machine.fail(ns, key, _token(lease_token), error)
+        return Plan(ns, segment, machine.for_key(ns, key, transition), durable=True)
+
+    def abandon(self, namespace: str, key: str, lease_token: str) -> Plan:
+        ns, segment = self.target(namespace, key)
+        return Plan(ns, segment, machine.for_key(ns, key, machine.abandon(_token(lease_token))))
+
+    def reset(self, namespace: str, key: str) -> Plan:
+        ns, segment = self.target(namespace, key)
+        return Plan(ns, segment, machine.for_key(ns, key, machine.reset))
+
+    def claim_many(
+        self, namespace: str, keys: Iterable[str], owner_run_id: str | None, lease_ms: int | None
+    ) -> list[tuple[str, Plan]]:
+        unique = list(dict.fromkeys(self._keys(keys)))
+        return [(key, self.claim(namespace, key, owner_run_id, lease_ms)) for key in unique]
+
+    def get_many(self, namespace: str, keys: Iterable[str]) -> tuple[str, dict[str, str]]:
+        check_namespace(namespace)
+        return namespace, {key: storage_segment(check_key(key)) for key in self._keys(keys)}
+
+    @staticmethod
+    def _keys(keys: Iterable[str]) -> list[str]:
+        if isinstance(keys, str):
+            raise InvalidArgumentError("keys must be an iterable of keys, not one string")
+        return [check_key(key) for key in keys]
+
+    @staticmethod
+    def list_args(namespace: str, status: Status | str | None) -> tuple[str, Status | None]:
+        return check_namespace(namespace), _status(status)
+
+    @staticmethod
+    def older_than(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidArgumentError(f"older_than must be an integer >= 0 of milliseconds, got {value!r}")
+        return value
+
+    @staticmethod
+    def collect_plan(record: Checkpoint, transition: Transition[bool]) -> Plan:
+        return Plan(record.namespace, storage_segment(record.key),
+                    machine.for_key(record.namespace, record.key, transition))
+
+    @staticmethod
+    def answer_from(
+        plans: list[tuple[str, Plan]], snapshot: Mapping[str, Checkpoint | None], now: int
+    ) -> tuple[dict[str, ClaimResult], list[tuple[str, Plan]]]:
+        """Answer every claim that a snapshot settles (done, failed, busy); the rest must be written."""
+        answers: dict[str, ClaimResult] = {}
+        pending: list[tuple[str, Plan]] = []
+        for key, plan in plans:
+            change = plan.transition(snapshot.get(plan.segment), now)
+            if change.writes:
+                pending.append((key, plan))
+            else:
+                answers[key] = change.value
+        return answers, pending
+
+    @staticmethod
+    def ordered(items: Iterable[Checkpoint | CorruptRecord]) -> list[Checkpoint]:
+        records: list[Checkpoint] = []
+        corrupt: list[CorruptRecord] = []
+        for item in items:
+            (corrupt if isinstance(item, CorruptRecord) else records).append(item)  # type: ignore[arg-type]
+        if corrupt:
+            warnings.warn(
+                f"{len(corrupt)} unreadable record(s) left out, e.g. {corrupt[0].location}: {corrupt[0].reason}; "
+                "run `mooncat-checkpoint doctor`",
+                CorruptRecordWarning,
+                stacklevel=3,
+            )
+        records.sort(key=lambda r: (-r.updated_at, r.key))
+        return records
+
+
+class CheckpointClient:
+    """Blocking client. Safe to share between threads; picklable (reconnects lazily after unpickling)."""
+
+    def __init__(self, url: str | None = None, *, durability: Literal["full", "fast"] = "full") -> None:
+        self._core = ClientCore(url, durability)
+        self._backend: Backend | None = None
+        self._open_lock = threading.Lock()
+        self._heartbeat: Any = None
+
+    # ---- plumbing ----
+
+    @property
+    def url(self) -> str:
+        return self._core.url
+
+    @property
+    def url_source(self) -> str:
+        return self._core.url_source
+
+    @property
+    def location(self) -> StoreLocation:
+        return self._core.location
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            with self._open_lock:
+                if self._backend is None:
+                    self._backend = open_backend(self._core.location, self._core.durability)
+        return self._backend
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"core": self._core}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._core = state["core"]
+        self._backend = None
+        self._open_lock = threading.Lock()
+        self._heartbeat = None
+
+    def __repr__(self) -> str:
+        return f"CheckpointClient({self.url!r})"
+
+    def _run(self, plan: Plan) -> Any:
+        backend = self.backend
+        if plan.optimistic:
+            change = plan.transition(backend.read(plan.namespace, plan.segment), backend.now_ms())
+            if not change.writes:
+                return change.value
+        return backend.apply(plan.namespace, plan.segment, plan.transition, plan.durable)
+
+    # ---- the 0.1.0 API ----
+
+    def claim(
+        self, ns: str, key: str, owner_run_id: str | None = None, lease_ms: int | None = None
+    ) -> ClaimResult:
+        result: ClaimResult = self._run(self._core.claim(ns, key, owner_run_id, lease_ms))
+        return result
+
+    def touch(self, ns: str, key: str, lease_token: str, extend_ms: int | None = None) -> Checkpoint | None:
+        record: Checkpoint | None = self._run(self._core.touch(ns, key, lease_token, extend_ms))
+        return record
+
+    def done(
+        self, ns: str, key: str, lease_token: str, result: Any = None, result_ref: str | None = None
+    ) -> Checkpoint:
+        record: Checkpoint = self._run(self._core.done(ns, key, lease_token, result, result_ref))
+        return record
+
+    def fail(self, ns: str, key: str, error: str, lease_token: str) -> Checkpoint:
+        record: Checkpoint = self._run(self._core.fail(ns, key, error, lease_token))
+        return record
+
+    def get(self, ns: str, key: str) -> Checkpoint | None:
+        namespace, segment = self._core.target(ns, key)
+        record = self.backend.read(namespace, segment)
+        if record is not None and record.key != key:
+            from .errors import KeyConflictError
+
+            raise KeyConflictError(namespace, key, record.key)
+        return record
+
+    def reset(self, ns: str, key: str) -> bool:
+        return bool(self._run(self._core.reset(ns, key)))
+
+    def list(self, ns: str, status: Status | str | None = None) -> list[Checkpoint]:
+        namespace, wanted = self._core.list_args(ns, status)
+        return self._core.ordered(self.backend.scan(namespace, wanted))
+
+    def gc(self, older_than: int = 0) -> int:
+        grace = self._core.older_than(older_than)
+        backend = self.backend
+        count = 0
+        for namespace in backend.namespaces():
+            now = backend.now_ms()
+            expired = [
+                r for r in backend.scan(namespace, Status.CLAIMED)
+                if isinstance(r, Checkpoint) and machine.lease_expired(r, now, grace)
+            ]
+            for record in expired:
+                count += self._run(self._core.collect_plan(record, machine.collect(grace)))
+        return count
+
+    def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def __enter__(self) -> CheckpointClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- TypeScript 0.5.1 additions ----
+
+    def abandon(self, ns: str, key: str, lease_token: str) -> bool:
+        return bool(self._run(self._core.abandon(ns, key, lease_token)))
+
+    def abandon_owned(self, owner_run_id: str, namespace: str | None = None) -> int:
+        if not isinstance(owner_run_id, str) or not owner_run_id:
+            raise InvalidArgumentError(f"owner_run_id must be a non-empty string, got {owner_run_id!r}")
+        backend = self.backend
+        namespaces = [check_namespace(namespace)] if namespace is not None else backend.namespaces()
+        count = 0
+        for ns in namespaces:
+            owned = [
+                r for r in backend.scan(ns, Status.CLAIMED)
+                if isinstance(r, Checkpoint) and r.owner_run_id == owner_run_id
+            ]
+            for record in owned:
+                count += self._run(self._core.collect_plan(record, machine.abandon_owned(owner_run_id)))
+        return count
+
+    # ---- batches ----
+
+    def get_many(self, ns: str, keys: Iterable[str]) -> dict[str, Checkpoint]:
+        """Records of many keys in one read (one query on SQL stores); absent keys are left out."""
+        namespace, segments = self._core.get_many(ns, keys)
+        found = self.backend.read_many(namespace, list(set(segments.values())))
+        return {
+            key: record for key, segment in segments.items()
+            if (record := found.get(segment)) is not None and record.key == key
+        }
+
+    def claim_many(
+        self, ns: str, keys: Iterable[str], owner_run_id: str | None = None, lease_ms: int | None = None
+    ) -> dict[str, ClaimResult]:
+        """`claim` for many keys: one read finds finished and busy keys, one transaction claims the rest."""
+        plans = self._core.claim_many(ns, keys, owner_run_id, lease_ms)
+        if not plans:
+            return {}
+        backend = self.backend
+        namespace = plans[0][1].namespace
+        snapshot = backend.read_many(namespace, [plan.segment for _, plan in plans])
+        answers, pending = self._core.answer_from(plans, snapshot, backend.now_ms())
+        if pending:
+            values = backend.apply_many(namespace, [(p.segment, p.transition) for _, p in pending], False)
+            answers.update(zip([key for key, _ in pending], values))
+        return {key: answers[key] for key, _ in plans}
+
+    # ---- inspection and moving stores ----
+
+    def namespaces(self) -> list[str]:
+        return self.backend.namespaces()
+
+    def scan(self, ns: str, status: Status | str | None = None) -> Iterator[Checkpoint | CorruptRecord]:
+        """Stream a namespace's records, unordered, with unreadable ones as CorruptRecord."""
+        namespace, wanted = self._core.list_args(ns, status)
+        return self.backend.scan(namespace, wanted)
+
+    def import_record(self, record: Checkpoint) -> bool:
+        """Store a record taken from another store, only where the key has none; False if one is there."""
+        namespace, segment = self._core.target(record.namespace, record.key)
+        if record.result_json is None and record.result is not None:
+            raise InvalidArgumentError("record.result_json must be set when record.result is")
+        plan = Plan(namespace, segment, machine.for_key(namespace, record.key, machine.put_if_absent(record)), True)
+        return bool(self._run(plan))
+
+    def quarantine(self, problem: CorruptRecord) -> str:
+        return self.backend.quarantine(problem.namespace, problem.location)
+
+    # ---- steps ----
+
+    def step(self, ns: str, key: str, **options: Any) -> Step:
+        from .step import Step
+
+        return Step(self, ns, key, **options)
+
+    def checkpointed(self, ns: str, key: KeySpec, **options: Any) -> Callable[[F], F]:
+        from .step import checkpointed
+
+        return checkpointed(self, ns, key, **options)
+
+    def heartbeat(self) -> Any:
+        from .step import Heartbeat
+
+        with self._open_lock:
+            if self._heartbeat is None:
+                self._heartbeat = Heartbeat(self)
+            return self._heartbeat
+
+
+class AsyncCheckpointClient:
+    """The same API as coroutines. File and SQLite calls run in worker threads; PostgreSQL is natively async."""
+
+    def __init__(self, url: str | None = None, *, durability: Literal["full", "fast"] = "full") -> None:
+        self._core = ClientCore(url, durability)
+        self._backend: AsyncBackend | None = None
+
+    @property
+    def url(self) -> str:
+        return self._core.url
+
+    @property
+    def url_source(self) -> str:
+        return self._core.url_source
+
+    @property
+    def backend(self) -> AsyncBackend:
+        if self._backend is None:
+            self._backend = open_async_backend(self._core.location, self._core.durability)
+        return self._backend
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"core": self._core}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._core = state["core"]
+        self._backend = None
+
+    async def _run(self, plan: Plan) -> Any:
+        backend = self.backend
+        if plan.optimistic:
+            change = plan.transition(await backend.read(plan.namespace, plan.segment), await backend.now_ms())
+            if not change.writes:
+                return change.value
+        return await backend.apply(plan.namespace, plan.segment, plan.transition, plan.durable)
+
+    async def claim(
+        self, ns: str, key: str, owner_run_id: str | None = None, lease_ms: int | None = None
+    ) -> ClaimResult:
+        result: ClaimResult = await self._run(self._core.claim(ns, key, owner_run_id, lease_ms))
+        return result
+
+    async def touch(self, ns: str, key: str, lease_token: str, extend_ms: int | None = None) -> Checkpoint | None:
+        record: Checkpoint | None = await self._run(self._core.touch(ns, key, lease_token, extend_ms))
+        return record
+
+    async def done(
+        self, ns: str, key: str, lease_token: str, result: Any = None, result_ref: str | None = None
+    ) -> Checkpoint:
+        record: Checkpoint = await self._run(self._core.done(ns, key, lease_token, result, result_ref))
+        return record
+
+    async def fail(self, ns: str, key: str, error: str, lease_token: str) -> Checkpoint:
+        record: Checkpoint = await self._run(self._core.fail(ns, key, error, lease_token))
+        return record
+
+    async def abandon(self, ns: str, key: str, lease_token: str) -> bool:
+        return bool(await self._run(self._core.abandon(ns, key, lease_token)))
+
+    async def get(self, ns: str, key: str) -> Checkpoint | None:
+        namespace, segment = self._core.target(ns, key)
+        record = await self.backend.read(namespace, segment)
+        if record is not None and record.key != key:
+            from .errors import KeyConflictError
+
+            raise KeyConflictError(namespace, key, record.key)
+        return record
+
+    async def get_many(self, ns: str, keys: Iterable[str]) -> dict[str, Checkpoint]:
+        namespace, segments = self._core.get_many(ns, keys)
+        found = await self.backend.read_many(namespace, list(set(segments.values())))
+        return {
+            key: record for key, segment in segments.items()
+            if (record := found.get(segment)) is not None and record.key == key
+        }
+
+    async def reset(self, ns: str, key: str) -> bool:
+        return bool(await self._run(self._core.reset(ns, key)))
+
+    async def list(self, ns: str, status: Status | str | None = None) -> list[Checkpoint]:
+        namespace, wanted = self._core.list_args(ns, status)
+        return self._core.ordered([item async for item in self.backend.scan(namespace, wanted)])
+
+    async def _sweep(self, namespace: str | None, pick: Callable[[Checkpoint, int], bool],
+                     transition: Transition[bool]) -> int:
+        backend = self.backend
+        namespaces = [check_namespace(namespace)] if namespace is not None else await backend.namespaces()
+        count = 0
+        for ns in namespaces:
+            now = await backend.now_ms()
+            chosen = [r async for r in backend.scan(ns, Status.CLAIMED) if isinstance(r, Checkpoint) and pick(r, now)]
+            for record in chosen:
+                count += await self._run(self._core.collect_plan(record, transition))
+        return count
+
+    async def gc(self, older_than: int = 0) -> int:
+        grace = self._core.older_than(older_than)
+        return await self._sweep(None, lambda r, now: machine.lease_expired(r, now, grace), machine.collect(grace))
+
+    async def abandon_owned(self, owner_run_id: str, namespace: str | None = None) -> int:
+        if not isinstance(owner_run_id, str) or not owner_run_id:
+            raise InvalidArgumentError(f"owner_run_id must be a non-empty string, got {owner_run_id!r}")
+        return await self._sweep(
+            namespace, lambda r, now: r.owner_run_id == owner_run_id, machine.abandon_owned(owner_run_id)
+        )
+
+    async def claim_many(
+        self, ns: str, keys: Iterable[str], owner_run_id: str | None = None, lease_ms: int | None = None
+    ) -> dict[str, ClaimResult]:
+        plans = self._core.claim_many(ns, keys, owner_run_id, lease_ms)
+        if not plans:
+            return {}
+        backend = self.backend
+        namespace = plans[0][1].namespace
+        snapshot = await backend.read_many(namespace, [plan.segment for _, plan in plans])
+        answers, pending = self._core.answer_from(plans, snapshot, await backend.now_ms())
+        if pending:
+            values = await backend.apply_many(namespace, [(p.segment, p.transition) for _, p in pending], False)
+            answers.update(zip([key for key, _ in pending], values))
+        return {key: answers[key] for key, _ in plans}
+
+    def astep(self, ns: str, key: str, **options: Any) -> AsyncStep:
+        from .step import AsyncStep
+
+        return AsyncStep(self, ns, key, **options)
+
+    step = astep
+
+    async def aclose(self) -> None:
+        if self._backend is not None:
+            await self._backend.close()
+            self._backend = None
+
+    close = aclose
+
+    async def __aenter__(self) -> AsyncCheckpointClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+

@@ -1,0 +1,95 @@
+"""Errors raised by mooncat_checkpoint. Every one of them derives from CheckpointError."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .protocol import Checkpoint
+
+
+class CheckpointError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class InvalidArgumentError(CheckpointError, ValueError):
+    """An argument is malformed; raised before any I/O."""
+
+
+class ConfigError(CheckpointError, ValueError):
+    """A store URL or a config file cannot be used."""
+
+
+class LeaseLostError(CheckpointError):
+    """The lease named by a token is no longer ours: another holder took the key, or it finished.
+
+    This is the fencing signal: the caller's work must not be recorded.
+    """
+
+    def __init__(self, namespace: str, key: str, reason: str) -> None:
+        super().__init__(f"lease lost: {namespace}/{key}: {reason}")
+        self.namespace = namespace
+        self.key = key
+        self.reason = reason
+
+
+class CheckpointResultSerializationError(CheckpointError, ValueError):
+    """A result cannot be stored inline: not JSON that JavaScript reads back unchanged, or too large."""
+
+
+class CorruptRecordError(CheckpointError):
+    """A stored record cannot be read: never treated as absent, since that would redo finished work."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(
+            f"corrupt checkpoint record at {location}: {reason} "
+            "(inspect with `mooncat-checkpoint doctor`, move it aside with `mooncat-checkpoint doctor --quarantine`)"
+        )
+        self.location = location
+        self.reason = reason
+
+
+class KeyConflictError(CheckpointError):
+    """Two different keys map to one stored record (a hashed-looking key, or a case-insensitive filesystem)."""
+
+    def __init__(self, namespace: str, key: str, stored_key: str) -> None:
+        super().__init__(
+            f"key {key!r} in namespace {namespace!r} maps to the record of another key {stored_key!r}; "
+            "refusing to read or overwrite it"
+        )
+        self.namespace = namespace
+        self.key = key
+        self.stored_key = stored_key
+
+
+class StepFailedError(CheckpointError):
+    """The key holds a terminal `failed` record; it stays failed until reset."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        super().__init__(
+            f"checkpoint {checkpoint.namespace}/{checkpoint.key} is failed ({checkpoint.error or 'no message'}); "
+            f"reset it to run again: mooncat-checkpoint reset {checkpoint.namespace} {_shell_quote(checkpoint.key)}"
+        )
+        self.checkpoint = checkpoint
+
+
+class StepBusyError(CheckpointError):
+    """Another holder has a live lease on the key."""
+
+    def __init__(self, checkpoint: Checkpoint, waited: float | None = None) -> None:
+        waited_text = f" after waiting {waited:.1f}s" if waited else ""
+        super().__init__(
+            f"checkpoint {checkpoint.namespace}/{checkpoint.key} is held by "
+            f"{checkpoint.owner_run_id or 'an unnamed run'}{waited_text}"
+        )
+        self.checkpoint = checkpoint
+
+
+class BackendUnavailableError(CheckpointError):
+    """A backend needs an optional dependency that is not installed."""
+
+
+def _shell_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)

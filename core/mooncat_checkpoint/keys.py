@@ -1,0 +1,112 @@
+"""Namespaces, storage segments and key templates."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import inspect
+import re
+import string
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import InvalidArgumentError
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_-]+")
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+_SAFE_KEY_MAX_LEN = 128
+
+KeySpec = str | Callable[[dict[str, Any]], str]
+
+
+def check_namespace(namespace: object) -> str:
+    if not isinstance(namespace, str) or not namespace:
+        raise InvalidArgumentError(f"namespace must be a non-empty string, got {namespace!r}")
+    # fullmatch: a trailing newline must not slip through as `$` would let it.
+    if not _NAMESPACE.fullmatch(namespace):
+        raise InvalidArgumentError(
+            f"namespace {namespace!r} may contain only letters, digits, '_' and '-'"
+        )
+    return namespace
+
+
+def check_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise InvalidArgumentError(f"key must be a string, got {type(key).__name__}")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgumentError(
+            f"key {key!r} cannot be encoded as UTF-8 (lone surrogate at index {exc.start})"
+        ) from None
+    return key
+
+
+def storage_segment(key: str) -> str:
+    """The file name stem / SQLite storage_key of a key; the same string TypeScript computes."""
+    if len(key) <= _SAFE_KEY_MAX_LEN and key not in (".", "..") and _SAFE_KEY.fullmatch(key):
+        return key
+    return "sha256-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+_PLAIN_TYPES = (str, int, float, bool)
+
+
+def render_key(spec: KeySpec, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+    """Build a key from a template over a call's bound arguments, or from a callable receiving them.
+
+    A template field that is missing, or whose value is not a plain value, is an error: a key must
+    never silently become shorter or embed an object's repr, which differs between processes.
+    """
+    try:
+        bound = inspect.signature(func).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise InvalidArgumentError(f"cannot bind arguments of {getattr(func, '__name__', func)!r}: {exc}") from None
+    bound.apply_defaults()
+    values = dict(bound.arguments)
+    if callable(spec):
+        key = spec(values)
+        if not isinstance(key, str) or not key:
+            raise InvalidArgumentError(f"key callable must return a non-empty string, got {key!r}")
+        return check_key(key)
+    if not isinstance(spec, str) or not spec:
+        raise InvalidArgumentError(f"key must be a non-empty template string or a callable, got {spec!r}")
+    return check_key(format_template(spec, values))
+
+
+def template_fields(template: str) -> list[str]:
+    names = []
+    for _, name, _, _ in string.Formatter().parse(template):
+        if name is not None:
+            if name == "" or not name.isidentifier():
+                raise InvalidArgumentError(
+                    f"key template {template!r} has field {{{name}}}: use named fields such as {{day}}"
+                )
+            names.append(name)
+    return names
+
+
+def format_template(template: str, values: Mapping[str, Any]) -> str:
+    plain: dict[str, Any] = {}
+    for name in template_fields(template):
+        if name not in values:
+            raise InvalidArgumentError(
+                f"key template {template!r} uses {{{name}}}, which is not an argument "
+                f"(arguments: {', '.join(values) or 'none'})"
+            )
+        plain[name] = plain_value(name, values[name])
+    try:
+        return template.format_map(plain)
+    except (ValueError, KeyError, IndexError) as exc:
+        raise InvalidArgumentError(f"key template {template!r} cannot be formatted: {exc}") from None
+
+
+def plain_value(name: str, value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None or isinstance(value, _PLAIN_TYPES):
+        return value
+    raise InvalidArgumentError(
+        f"key field {{{name}}} is a {type(value).__name__}, not a plain str/int/float/bool; "
+        "pass a key callable to build a stable key from it"
+    )

@@ -1,0 +1,164 @@
+"""JSON encoding of results and records, in the exact forms the TypeScript package reads and writes."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from .errors import CheckpointResultSerializationError, CorruptRecordError, InvalidArgumentError
+from .protocol import MAX_INLINE_RESULT_BYTES, Checkpoint, Status
+
+# JavaScript numbers are doubles: a larger integer would come back rounded, so it is refused.
+MAX_SAFE_INTEGER = 2**53
+
+_compact = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=False)
+_pretty = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=2, check_circular=False)
+
+
+def encode_result(result: Any) -> str | None:
+    """Compact JSON text of a result (None for no result), or a clear error; nothing is written before this."""
+    if result is None:
+        return None
+    _check_json_value(result, "result", set())
+    text = _compact.encode(result)
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_INLINE_RESULT_BYTES:
+        raise CheckpointResultSerializationError(
+            f"result is {size} bytes of JSON, over the inline limit of {MAX_INLINE_RESULT_BYTES} bytes; "
+            "store the artifact elsewhere and pass result_ref instead"
+        )
+    return text
+
+
+def _check_json_value(value: Any, path: str, seen: set[int]) -> None:
+    if value is None or value is True or value is False or isinstance(value, str) and _check_str(value, path):
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise CheckpointResultSerializationError(
+                f"{path} is the integer {value}, beyond 2**53: JavaScript would round it; store it as a string"
+            )
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise CheckpointResultSerializationError(f"{path} is {value!r}, which JSON cannot represent")
+        return
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in seen:
+            raise CheckpointResultSerializationError(f"{path} contains itself (a reference cycle)")
+        seen.add(id(value))
+        if isinstance(value, dict):
+            for name, item in value.items():
+                if not isinstance(name, str):
+                    raise CheckpointResultSerializationError(
+                        f"{path} has the key {name!r} of type {type(name).__name__}; JSON object keys must be "
+                        "strings (converting them could merge two keys)"
+                    )
+                _check_str(name, f"{path} key {name!r}")
+                _check_json_value(item, f"{path}[{name!r}]", seen)
+        else:
+            for index, item in enumerate(value):
+                _check_json_value(item, f"{path}[{index}]", seen)
+        seen.discard(id(value))
+        return
+    raise CheckpointResultSerializationError(
+        f"{path} is a {type(value).__name__}, which is not JSON (use dict, list, str, int, float, bool, None)"
+    )
+
+
+def _check_str(text: str, path: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CheckpointResultSerializationError(
+            f"{path} has a lone surrogate at index {exc.start}, which is not valid UTF-8"
+        ) from None
+    return True
+
+
+def decode_result(text: str | None, location: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CorruptRecordError(location, f"result is not JSON ({exc})") from None
+
+
+def check_optional_str(value: object, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidArgumentError(f"{name} must be a string or None, got {type(value).__name__}")
+    return value
+
+
+# ---- whole records (file backend, export/import) ----
+
+_KNOWN = {
+    "namespace", "key", "status", "ownerRunId", "leaseToken", "leaseUntil", "result", "resultRef",
+    "error", "attempts", "createdAt", "updatedAt",
+}
+
+
+def record_text(record: Checkpoint) -> str:
+    """The file form: two-space indent, TypeScript key order, non-ASCII as is, no trailing newline."""
+    return _pretty.encode(record.to_dict())
+
+
+def record_from_dict(data: Any, location: str) -> Checkpoint:
+    """Validate a decoded record; anything off is a CorruptRecordError naming the location."""
+    if not isinstance(data, dict):
+        raise CorruptRecordError(location, f"expected a JSON object, found {type(data).__name__}")
+    try:
+        status = Status(data.get("status"))
+    except ValueError:
+        raise CorruptRecordError(location, f"unknown status {data.get('status')!r}") from None
+    namespace = data.get("namespace")
+    key = data.get("key")
+    if not isinstance(namespace, str) or not isinstance(key, str):
+        raise CorruptRecordError(location, "namespace or key missing or not a string")
+    result = data.get("result")
+    lease_until = _opt_int(data, "leaseUntil", location)
+    lease_token = _opt_str(data, "leaseToken", location)
+    if status is Status.CLAIMED and lease_token is None:
+        raise CorruptRecordError(location, "claimed record without leaseToken")
+    return Checkpoint(
+        namespace=namespace,
+        key=key,
+        status=status,
+        owner_run_id=_opt_str(data, "ownerRunId", location),
+        lease_token=lease_token,
+        lease_until=lease_until,
+        result=result,
+        result_ref=_opt_str(data, "resultRef", location),
+        error=_opt_str(data, "error", location),
+        attempts=_opt_int(data, "attempts", location) or 0,
+        created_at=_opt_int(data, "createdAt", location) or 0,
+        updated_at=_opt_int(data, "updatedAt", location) or 0,
+        extra={name: value for name, value in data.items() if name not in _KNOWN},
+        result_json=None if result is None else _compact.encode(result),
+    )
+
+
+def record_from_text(text: str | bytes, location: str) -> Checkpoint:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise CorruptRecordError(location, f"not valid JSON ({exc})") from None
+    return record_from_dict(data, location)
+
+
+def _opt_str(data: dict[str, Any], name: str, location: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise CorruptRecordError(location, f"{name} is not a string")
+    return value
+
+
+def _opt_int(data: dict[str, Any], name: str, location: str) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise CorruptRecordError(location, f"{name} is not a number")
+    return int(value)
