@@ -1,0 +1,350 @@
+"""`mooncat-checkpoint`: inspect, repair and move checkpoint stores. Commands as in the TypeScript CLI, plus
+--json output, stats, export/import, doctor and bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from . import __version__
+from .client import CheckpointClient
+from .config import CONFIG_FILE_NAME
+from .errors import CheckpointError
+from .protocol import Checkpoint, CorruptRecord, Status
+from .serialize import record_from_dict
+
+EXIT_ABSENT = 1
+EXIT_ERROR = 2
+PROGRESS_EVERY = 10_000
+
+
+class CliError(Exception):
+    """A usage or input problem: printed as one line, exit status 2."""
+
+
+URL_HELP = "store URL (default: env MOONCAT_CHECKPOINT_URL, then the config file, then file://./.mooncat/checkpoints)"
+
+
+def _add_common(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
+    parser.add_argument("--url", default=default, help=URL_HELP)
+    parser.add_argument("--json", action="store_true", default=default, help="machine-readable output")
+    return parser
+
+
+def _common() -> argparse.ArgumentParser:
+    # SUPPRESS: an option given before the command is not reset by the command's own defaults.
+    return _add_common(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="mooncat-checkpoint", description="Inspect, repair and move mooncat checkpoint stores."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--url", help=URL_HELP)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("init", parents=[common], help=f"write {CONFIG_FILE_NAME} in the current folder")
+    sub.add_parser("url", parents=[common], help="print the store URL and where it came from")
+    p = sub.add_parser("list", parents=[common], help="list the records of a namespace")
+    p.add_argument("namespace")
+    p.add_argument("--status", choices=[s.value for s in Status])
+    p = sub.add_parser("get", parents=[common], help="print one record (exit 1 when absent)")
+    p.add_argument("namespace")
+    p.add_argument("key")
+    p = sub.add_parser("reset", parents=[common], help="delete one record so its key runs again")
+    p.add_argument("namespace")
+    p.add_argument("key")
+    p = sub.add_parser("gc", parents=[common], help="delete claims whose lease ended")
+    p.add_argument("--older-than", type=int, default=0, metavar="MS", help="only leases ended at least MS ago")
+    p = sub.add_parser("stats", parents=[common], help="count records per namespace and status")
+    p.add_argument("namespace", nargs="?")
+    p = sub.add_parser("export", parents=[common], help="write records as JSON lines")
+    p.add_argument("namespace", nargs="?", help="one namespace (default: all)")
+    p.add_argument("--output", "-o", help="file to write (default: stdout)")
+    p.add_argument("--progress", action="store_true", help="report progress on stderr")
+    p = sub.add_parser("import", parents=[common], help="add records from JSON lines; existing keys are kept")
+    p.add_argument("--input", "-i", help="file to read (default: stdin)")
+    p.add_argument("--namespace", help="import only this namespace")
+    p.add_argument("--progress", action="store_true", help="report progress on stderr")
+    p = sub.add_parser("doctor", parents=[common], help="find unreadable records; --quarantine moves them aside")
+    p.add_argument("namespace", nargs="?")
+    p.add_argument("--quarantine", action="store_true")
+    try:
+        from . import bench
+    except ImportError:
+        pass
+    else:
+        p = sub.add_parser("bench", parents=[common], help="measure a store's throughput")
+        bench.configure_parser(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "init":
+            return cmd_init(args)
+        if args.command == "bench":
+            from . import bench
+
+            return bench.run(args)
+        with CheckpointClient(args.url) as client:
+            command = COMMANDS[args.command]
+            return command(client, args)
+    except (CheckpointError, CliError, OSError, ValueError) as exc:
+        print(f"mooncat-checkpoint: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("mooncat-checkpoint: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `export | head`
+        return 0
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else text)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    target = Path.cwd() / CONFIG_FILE_NAME
+    if target.exists():
+        raise CliError(f"{target} already exists; remove it first to write a new one")
+    url = args.url or "file://.mooncat/checkpoints"
+    CheckpointClient(url)  # validate before writing anything
+    target.write_text(json.dumps({"backend": {"url": url}}, indent=2) + "\n", encoding="utf-8")
+    _emit(args, {"path": str(target), "url": url}, f"wrote {target}\n  backend.url = {url}")
+    return 0
+
+
+def cmd_url(client: CheckpointClient, args: argparse.Namespace) -> int:
+    where = client.location.path or client.location.scheme
+    _emit(args, {"url": client.url, "source": client.url_source, "location": where},
+          f"{client.url}  # from {client.url_source}; {where}")
+    return 0
+
+
+def _describe(record: Checkpoint, now: int) -> str:
+    age = max(now - record.updated_at, 0) // 1000
+    if record.status is Status.DONE:
+        detail = f"resultRef={record.result_ref}" if record.result_ref else "result=" + json.dumps(
+            record.result, ensure_ascii=False)[:60]
+    elif record.status is Status.FAILED:
+        detail = f"error={(record.error or '')[:60]}"
+    elif record.lease_until is not None and record.lease_until > now:
+        detail = f"lease {(record.lease_until - now) // 1000}s left, owner={record.owner_run_id}"
+    else:
+        detail = "lease expired"
+    return f"  [{record.status.value:<7}] {record.key}  (attempts={record.attempts}, {age}s ago, {detail})"
+
+
+def _report_corrupt(problems: list[CorruptRecord]) -> None:
+    for problem in problems:
+        print(f"! unreadable record {problem.location}: {problem.reason}", file=sys.stderr)
+    if problems:
+        print("! run `mooncat-checkpoint doctor` to inspect, `doctor --quarantine` to move them aside",
+              file=sys.stderr)
+
+
+def cmd_list(client: CheckpointClient, args: argparse.Namespace) -> int:
+    records: list[Checkpoint] = []
+    problems: list[CorruptRecord] = []
+    for item in client.scan(args.namespace, args.status):
+        (problems if isinstance(item, CorruptRecord) else records).append(item)  # type: ignore[arg-type]
+    records.sort(key=lambda r: (-r.updated_at, r.key))
+    now = int(time.time() * 1000)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], ensure_ascii=False, indent=2))
+    elif not records:
+        print(f'(namespace "{args.namespace}" has no records)')
+    else:
+        print(f'namespace "{args.namespace}": {len(records)} record(s)')
+        for record in records:
+            print(_describe(record, now))
+    _report_corrupt(problems)
+    return 0
+
+
+def cmd_get(client: CheckpointClient, args: argparse.Namespace) -> int:
+    record = client.get(args.namespace, args.key)
+    if record is None:
+        if args.json:
+            print("null")
+        else:
+            print(f"(no record: {args.namespace}/{args.key})", file=sys.stderr)
+        return EXIT_ABSENT
+    print(json.dumps(record.to_dict(), ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_reset(client: CheckpointClient, args: argparse.Namespace) -> int:
+    deleted = client.reset(args.namespace, args.key)
+    text = (f"deleted {args.namespace}/{args.key}; it will run again" if deleted
+            else f"(no record: {args.namespace}/{args.key})")
+    _emit(args, {"deleted": deleted}, text)
+    return 0
+
+
+def cmd_gc(client: CheckpointClient, args: argparse.Namespace) -> int:
+    count = client.gc(args.older_than)
+    _emit(args, {"deleted": count}, f"deleted {count} expired claim(s)")
+    return 0
+
+
+def _namespaces(client: CheckpointClient, namespace: str | None) -> list[str]:
+    return [namespace] if namespace else client.namespaces()
+
+
+def cmd_stats(client: CheckpointClient, args: argparse.Namespace) -> int:
+    table: dict[str, Counter[str]] = {}
+    for ns in _namespaces(client, args.namespace):
+        counts: Counter[str] = Counter()
+        for item in client.scan(ns):
+            counts["unreadable" if isinstance(item, CorruptRecord) else item.status.value] += 1
+        table[ns] = counts
+    if args.json:
+        print(json.dumps({ns: dict(c) for ns, c in table.items()}, indent=2))
+        return 0
+    columns = ["claimed", "done", "failed", "unreadable"]
+    print(f"{'namespace':<32} " + " ".join(f"{c:>10}" for c in columns) + f" {'total':>10}")
+    for ns, counts in table.items():
+        print(f"{ns:<32} " + " ".join(f"{counts[c]:>10}" for c in columns) + f" {sum(counts.values()):>10}")
+    return 0
+
+
+class _Progress:
+    def __init__(self, enabled: bool, verb: str) -> None:
+        self.enabled = enabled
+        self.verb = verb
+        self.count = 0
+        self.started = time.monotonic()
+
+    def tick(self) -> None:
+        self.count += 1
+        if self.enabled and self.count % PROGRESS_EVERY == 0:
+            rate = self.count / max(time.monotonic() - self.started, 1e-9)
+            print(f"\r{self.verb} {self.count:,} records ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        if self.enabled and self.count >= PROGRESS_EVERY:
+            print(file=sys.stderr)
+
+
+def _wants_progress(args: argparse.Namespace) -> bool:
+    return bool(args.progress or sys.stderr.isatty())
+
+
+def cmd_export(client: CheckpointClient, args: argparse.Namespace) -> int:
+    progress = _Progress(_wants_progress(args), "exported")
+    problems: list[CorruptRecord] = []
+    out: IO[str]
+    with (open(args.output, "w", encoding="utf-8") if args.output else _stdout()) as out:
+        for ns in _namespaces(client, args.namespace):
+            for item in client.scan(ns):
+                if isinstance(item, CorruptRecord):
+                    problems.append(item)
+                    continue
+                out.write(json.dumps(item.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+                progress.tick()
+    progress.finish()
+    print(f"exported {progress.count} record(s)", file=sys.stderr)
+    _report_corrupt(problems)
+    return EXIT_ERROR if problems else 0
+
+
+class _stdout:
+    def __enter__(self) -> IO[str]:
+        return sys.stdout
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout.flush()
+
+
+def _read_records(source: IO[str], only: str | None) -> Iterator[Checkpoint]:
+    for number, line in enumerate(source, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            raise CliError(f"line {number}: not JSON ({exc})") from None
+        try:
+            record = record_from_dict(data, f"line {number}")
+        except CheckpointError as exc:
+            raise CliError(str(exc)) from None
+        if only is None or record.namespace == only:
+            yield record
+
+
+def cmd_import(client: CheckpointClient, args: argparse.Namespace) -> int:
+    # Validate every line before writing any: a bad line must not leave half an import behind.
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        if args.input:
+            with open(args.input, encoding="utf-8") as source:
+                total = _validate_into(source, spool, args.namespace)
+        else:
+            total = _validate_into(sys.stdin, spool, args.namespace)
+        spool.seek(0)
+        progress = _Progress(_wants_progress(args), "imported")
+        added = kept = 0
+        for record in _read_records(spool, args.namespace):
+            if client.import_record(record):
+                added += 1
+            else:
+                kept += 1
+            progress.tick()
+        progress.finish()
+    _emit(args, {"read": total, "imported": added, "kept_existing": kept},
+          f"imported {added} record(s); kept {kept} existing record(s) unchanged")
+    return 0
+
+
+def _validate_into(source: IO[str], spool: IO[str], only: str | None) -> int:
+    from .keys import check_key, check_namespace
+
+    total = 0
+    for line in source:
+        spool.write(line)
+    spool.seek(0)
+    for record in _read_records(spool, only):
+        check_namespace(record.namespace)
+        check_key(record.key)
+        total += 1
+    spool.seek(0, os.SEEK_END)
+    return total
+
+
+def cmd_doctor(client: CheckpointClient, args: argparse.Namespace) -> int:
+    found: list[CorruptRecord] = []
+    for ns in _namespaces(client, args.namespace):
+        found.extend(item for item in client.scan(ns) if isinstance(item, CorruptRecord))
+    moved = [client.quarantine(problem) for problem in found] if args.quarantine else []
+    if args.json:
+        print(json.dumps([{"namespace": p.namespace, "location": p.location, "reason": p.reason}
+                          for p in found], indent=2))
+    elif not found:
+        print("no unreadable records")
+    else:
+        for problem in found:
+            print(f"{problem.namespace}: {problem.location}: {problem.reason}")
+        if moved:
+            print(f"moved {len(moved)} record(s) aside; their keys can now be claimed again")
+        else:
+            print("these keys cannot be claimed until repaired; `doctor --quarantine` moves them aside")
+    return EXIT_ERROR if found and not args.quarantine else 0
+
+
+COMMANDS = {
+    "url": cmd_url, "list": cmd_list, "get": cmd_get, "reset": cmd_reset, "gc": cmd_gc, "stats": cmd_stats,
+    "export": cmd_export, "import": cmd_import, "doctor": cmd_doctor,
+}
