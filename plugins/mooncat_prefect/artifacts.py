@@ -1,0 +1,102 @@
+"""A table artifact per flow run: for each checkpointed task, how many keys ran, were skipped and failed.
+
+Outcomes are counted in memory by the process that runs the task, and written once when the flow run ends,
+through a state hook that the first checkpointed task of a flow run adds to its flow. One artifact per flow run,
+not one per task run: an API call per task run would cost more than a skipped task itself.
+
+Tasks that run in other processes (``ProcessPoolTaskRunner`` workers, remote task workers) count in their own
+process, which has no flow engine to write them; such runs are not in the summary. ``summary_rows`` gives the
+counts of the current process for callers that want them anyway.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from prefect.artifacts import TableArtifact
+from prefect.context import FlowRunContext
+from prefect.logging import get_logger
+
+ARTIFACT_KEY = "mooncat-checkpoints"
+
+logger = get_logger("mooncat_prefect")
+
+
+class Outcome(str, Enum):
+    RAN = "ran"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+_lock = threading.Lock()
+# flow run id -> task name -> outcome -> count
+_counts: dict[UUID, dict[str, dict[Outcome, int]]] = {}
+_HOOKED = "__mooncat_summary_hook__"
+
+
+def record(flow_run_id: UUID | None, task_name: str, outcome: Outcome) -> None:
+    """Count one task run's outcome, and make sure its flow run writes the summary when it ends."""
+    if flow_run_id is None:
+        return  # a task called outside any flow: there is no flow run to attach a summary to
+    with _lock:
+        per_task = _counts.get(flow_run_id)
+        if per_task is None:
+            per_task = _counts[flow_run_id] = defaultdict(lambda: dict.fromkeys(Outcome, 0))
+        per_task[task_name][outcome] += 1
+    _ensure_hook()
+
+
+def summary_rows(flow_run_id: UUID) -> list[dict[str, Any]]:
+    with _lock:
+        per_task = _counts.get(flow_run_id, {})
+        return [
+            {"task": name, **{outcome.value: counts[outcome] for outcome in Outcome}}
+            for name, counts in sorted(per_task.items())
+        ]
+
+
+def _ensure_hook() -> None:
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow is None:
+        return
+    flow = ctx.flow
+    if getattr(flow, _HOOKED, False):
+        return
+    with _lock:
+        if getattr(flow, _HOOKED, False):
+            return
+        # The engine reads these lists when the run reaches a final state, so a hook added while the run is
+        # going still fires. It stays on the Flow object for later runs, where it writes only that run's rows.
+        for hooks in (
+            flow.on_completion_hooks,
+            flow.on_failure_hooks,
+            flow.on_crashed_hooks,
+            flow.on_cancellation_hooks,
+        ):
+            hooks.append(write_summary)
+        setattr(flow, _HOOKED, True)
+
+
+def write_summary(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow state hook: publish this flow run's counts as a table artifact, then forget them."""
+    rows = summary_rows(flow_run.id)
+    with _lock:
+        _counts.pop(flow_run.id, None)
+    if not rows:
+        return
+    totals = {outcome.value: sum(row[outcome.value] for row in rows) for outcome in Outcome}
+    description = (
+        f"Checkpointed task runs: {totals['ran']} ran, {totals['skipped']} skipped (already done), "
+        f"{totals['failed']} failed."
+    )
+    try:
+        TableArtifact(key=ARTIFACT_KEY, table=rows, description=description, flow_run_id=flow_run.id).create(
+            _sync=True  # type: ignore[call-arg]  # async_dispatch: the hook may be called from an async engine
+        )
+    except Exception as exc:
+        # The summary is informational; a failing artifact call must not turn a finished flow run red.
+        logger.warning("could not write the checkpoint summary artifact: %s", exc)
