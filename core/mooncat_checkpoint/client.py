@@ -38,6 +38,8 @@ class Plan:
     durable: bool = False
     # Claims first look without a lock: a done, failed or busy answer needs no write.
     optimistic: bool = False
+    # (key, owner_run_id, lease_ms) of a claim, for backends that decide claims in one step (`claim_once`).
+    claim_args: tuple[str, str | None, int] | None = None
 
 
 def _positive_ms(value: object, name: str, default: int) -> int:
@@ -87,7 +89,7 @@ class ClientCore:
         check_optional_str(owner_run_id, "owner_run_id")
         lease = _positive_ms(lease_ms, "lease_ms", DEFAULT_LEASE_MS)
         return Plan(ns, segment, machine.for_key(ns, key, machine.claim(ns, key, owner_run_id, lease)),
-                    optimistic=True)
+                    optimistic=True, claim_args=(key, owner_run_id, lease))
 
     def touch(self, namespace: str, key: str, lease_token: str, extend_ms: int | None) -> Plan:
         ns, segment = self.target(namespace, key)
@@ -225,6 +227,9 @@ class CheckpointClient:
 
     def _run(self, plan: Plan) -> Any:
         backend = self.backend
+        claim_once = getattr(backend, "claim_once", None)
+        if plan.claim_args is not None and claim_once is not None:
+            return claim_once(plan.namespace, plan.segment, *plan.claim_args)
         if plan.optimistic:
             change = plan.transition(backend.read(plan.namespace, plan.segment), backend.now_ms())
             if not change.writes:
@@ -416,6 +421,9 @@ class AsyncCheckpointClient:
 
     async def _run(self, plan: Plan) -> Any:
         backend = self.backend
+        claim_once = getattr(backend, "claim_once", None)
+        if plan.claim_args is not None and claim_once is not None:
+            return await claim_once(plan.namespace, plan.segment, *plan.claim_args)
         if plan.optimistic:
             change = plan.transition(await backend.read(plan.namespace, plan.segment), await backend.now_ms())
             if not change.writes:

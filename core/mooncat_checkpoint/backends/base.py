@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 from ..machine import Transition
-from ..protocol import Checkpoint, CorruptRecord, Status
+from ..protocol import Checkpoint, ClaimResult, CorruptRecord, Status
 
 T = TypeVar("T")
 
@@ -49,6 +49,20 @@ class Backend(Protocol):
         """Move an unreadable entry aside (never delete it); returns where it went."""
 
     def close(self) -> None: ...
+
+
+class ClaimsInOneStep(Protocol):
+    """Optional hook: a backend that can decide a claim in one round trip offers `claim_once`.
+
+    The clients call it instead of read + `apply` when present. It must give exactly the answer and
+    the stored record that `machine.for_key(namespace, key, machine.claim(...))` gives against the
+    stored record at the store's `now` (the conformance and model-based tests check this).
+    The async form is the same method as a coroutine.
+    """
+
+    def claim_once(
+        self, namespace: str, segment: str, key: str, owner_run_id: str | None, lease_ms: int
+    ) -> ClaimResult: ...
 
 
 class AsyncBackend(Protocol):
