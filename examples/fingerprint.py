@@ -1,0 +1,63 @@
+"""Quick start: fingerprint every file of the Python standard library, resumably.
+
+    python examples/fingerprint.py                 # first run: fingerprints every file
+    python examples/fingerprint.py                 # rerun: skips every file
+    python examples/fingerprint.py --root DIR --url sqlite://./fp.db
+
+Interrupt it with Ctrl-C and run it again: only the files not yet finished are fingerprinted.
+Keys are the files' paths relative to the root, so a TypeScript job walking the same tree can share them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sysconfig
+import time
+from pathlib import Path
+
+from mooncat_checkpoint import CheckpointClient
+
+NAMESPACE = "stdlib-fingerprint"
+
+
+def fingerprint(path: Path) -> dict[str, object]:
+    data = path.read_bytes()
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "lines": data.count(b"\n")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path(sysconfig.get_paths()["stdlib"]))
+    parser.add_argument("--url", help="store URL (default: the embedded file store)")
+    args = parser.parse_args()
+
+    # site-packages changes whenever something is installed: only the standard library itself.
+    skip = {"__pycache__", "site-packages", "dist-packages"}
+    files = sorted(p for p in args.root.rglob("*.py") if p.is_file() and not skip.intersection(p.parts))
+    keys = {p.relative_to(args.root).as_posix(): p for p in files}
+    ran = skipped = 0
+    started = time.monotonic()
+    with CheckpointClient(args.url) as store:
+        print(f"store: {store.url} ({store.url_source}); {len(keys)} files under {args.root}")
+        # One batch read tells which files a previous run already finished.
+        finished = store.get_many(NAMESPACE, keys)
+        try:
+            for key, path in keys.items():
+                if key in finished and finished[key].status == "done":
+                    skipped += 1
+                    continue
+                with store.step(NAMESPACE, key, owner_run_id="fingerprint-example") as step:
+                    if step.skipped:
+                        skipped += 1
+                        continue
+                    step.value = fingerprint(path)
+                    ran += 1
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: {ran} fingerprinted, {skipped} skipped; run again to finish the rest")
+            raise SystemExit(130) from None
+    print(f"done in {time.monotonic() - started:.1f}s: {ran} fingerprinted, {skipped} skipped (finished before)")
+
+
+if __name__ == "__main__":
+    main()
