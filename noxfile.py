@@ -24,7 +24,7 @@ def _env() -> dict[str, str]:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff and strict mypy over the core library."""
-    session.install("-e", ".", "ruff>=0.6", "mypy>=1.11")
+    session.install("-e", ".[postgres]", "ruff>=0.6", "mypy>=1.11")
     session.run("ruff", "check", "core", "tests/core")
     session.run("mypy")
 

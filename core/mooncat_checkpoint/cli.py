@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("namespace", nargs="?")
     p.add_argument("--quarantine", action="store_true")
     try:
-        from . import bench
+        from . import bench  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         pass
     else:
@@ -96,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "init":
             return cmd_init(args)
         if args.command == "bench":
-            from . import bench
+            from . import bench  # type: ignore[attr-defined,unused-ignore]
 
-            return bench.run(args)
+            code: int = bench.run(args)
+            return code
         with CheckpointClient(args.url) as client:
             command = COMMANDS[args.command]
             return command(client, args)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from types import ModuleType
 
 from ..config import StoreLocation
 from ..errors import BackendUnavailableError, ConfigError
@@ -10,9 +10,6 @@ from .base import DURABILITY_MODES, AsyncBackend, Backend, ThreadedAsyncBackend
 from .files import FileBackend
 from .memory import MemoryBackend
 from .sqlite import SqliteBackend
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "AsyncBackend", "Backend", "FileBackend", "MemoryBackend", "SqliteBackend", "ThreadedAsyncBackend",
@@ -34,19 +31,20 @@ def open_backend(location: StoreLocation, durability: str = "full") -> Backend:
     if location.scheme == "sqlite":
         return SqliteBackend(location.path, durability)
     if location.scheme == "postgresql":
-        postgres = _postgres()
-        return postgres.PostgresBackend(location.url, durability)  # type: ignore[no-any-return]
+        backend: Backend = _postgres().PostgresBackend(location.url, durability)
+        return backend
     raise ConfigError(f"no backend for {location.url!r}")
 
 
 def open_async_backend(location: StoreLocation, durability: str = "full", sync: Backend | None = None) -> AsyncBackend:
     _check_durability(durability)
     if location.scheme == "postgresql":
-        return _postgres().AsyncPostgresBackend(location.url, durability)  # type: ignore[no-any-return]
+        async_backend: AsyncBackend = _postgres().AsyncPostgresBackend(location.url, durability)
+        return async_backend
     return ThreadedAsyncBackend(sync if sync is not None else open_backend(location, durability))
 
 
-def _postgres():  # type: ignore[no-untyped-def]
+def _postgres() -> ModuleType:
     try:
         from . import postgres
     except ImportError as exc:
