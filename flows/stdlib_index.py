@@ -1,0 +1,161 @@
+"""Index every ``.py`` file of the Python standard library, resumably, with Prefect and mooncat-checkpoint.
+
+Each file is parsed with ``ast`` and its functions, classes and import statements are counted; the counts of all
+files are then added up. Work is checkpointed per file *content*, so a rerun skips every file already indexed, an
+interrupted run resumes where it stopped, and identical files (the many empty ``__init__.py``) are indexed once.
+
+Run it (no Prefect server to start: Prefect runs in its ephemeral mode)::
+
+    python flows/stdlib_index.py                     # the running Python's stdlib, default store
+    python flows/stdlib_index.py --root DIR --url sqlite://./index.db
+
+Key scheme (shared with the Airflow DAG and TypeScript jobs, so any of them can finish a file for the others):
+
+- namespace: ``stdlib-index``
+- key: ``sha256:`` followed by the 64 lowercase hex digits of SHA-256 over the file's raw bytes
+  (no path, no decoding, no newline normalisation), e.g. ``sha256:e3b0c442...b855`` for an empty file.
+- result (inline JSON): ``{"functions": F, "classes": C, "imports": I}`` where F counts ``def`` and
+  ``async def`` statements (methods and nested functions included), C counts ``class`` statements and I counts
+  ``import`` and ``from ... import`` statements; a file that does not parse gives ``{"error": "<message>"}``
+  (that is a finished answer too, not a failure to retry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import os
+import sys
+import sysconfig
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+# A first run creates Prefect's local database, which takes longer than Prefect's default wait for its
+# ephemeral server on a small machine. Set before Prefect reads its settings.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+from mooncat_checkpoint import CheckpointClient  # noqa: E402
+from prefect import flow, task  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from mooncat_prefect import checkpoint_task  # noqa: E402
+
+NAMESPACE = "stdlib-index"
+SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__"}
+
+
+def content_key(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def count_definitions(source: bytes) -> dict[str, Any]:
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError) as exc:  # the stdlib ships deliberately broken test files
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    counts = Counter(type(node).__name__ for node in ast.walk(tree))
+    return {
+        "functions": counts["FunctionDef"] + counts["AsyncFunctionDef"],
+        "classes": counts["ClassDef"],
+        "imports": counts["Import"] + counts["ImportFrom"],
+    }
+
+
+@checkpoint_task(namespace=NAMESPACE, key="{digest}", lease_ms=20_000, retries=1, task_run_name="index {name}")
+def index_file(path: str, digest: str, name: str) -> dict[str, Any]:
+    """Parse one file. ``digest`` is its key; ``name`` only labels the task run."""
+    data = Path(path).read_bytes()
+    if content_key(data) != digest:
+        # The file changed since it was listed: its counts would be filed under another content's key.
+        raise RuntimeError(f"{path} changed while indexing; run again")
+    return count_definitions(data)
+
+
+def list_sources(root: Path) -> list[Path]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        files.extend(Path(dirpath, f) for f in sorted(filenames) if f.endswith(".py"))
+    return files
+
+
+@task
+def aggregate(per_file: dict[str, dict[str, Any]], paths_by_key: dict[str, list[str]]) -> dict[str, Any]:
+    totals = Counter[str]()
+    unparsable = []
+    for key, counts in per_file.items():
+        copies = len(paths_by_key[key])
+        if "error" in counts:
+            unparsable.extend(paths_by_key[key])
+            continue
+        for field in ("functions", "classes", "imports"):
+            totals[field] += counts[field] * copies
+    return {"files": sum(len(p) for p in paths_by_key.values()), **totals, "unparsable": sorted(unparsable)}
+
+
+@flow(name="stdlib-index", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=True)
+def stdlib_index(root: str | None = None, url: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    base = Path(root or sysconfig.get_paths()["stdlib"])
+    sources = list_sources(base)[:limit]
+    paths_by_key: dict[str, list[str]] = {}
+    for source in sources:
+        paths_by_key.setdefault(content_key(source.read_bytes()), []).append(str(source))
+
+    # One batch read tells which contents are already indexed; only the rest become task runs. Those still
+    # claim their key, so two runs started together do not index the same file twice.
+    client = CheckpointClient(url)
+    done = client.get_many(NAMESPACE, list(paths_by_key))
+    per_file = {key: record.result for key, record in done.items()}
+    todo = [key for key in paths_by_key if key not in done]
+
+    indexer = index_file.with_options(url=client.url)
+    futures = indexer.map(
+        path=[paths_by_key[key][0] for key in todo],
+        digest=todo,
+        name=[os.path.relpath(paths_by_key[key][0], base) for key in todo],
+    )
+    failed = 0
+    for key, future in zip(todo, futures):
+        future.wait()
+        state = future.state
+        if state.is_completed():
+            per_file[key] = future.result()
+        else:
+            failed += 1
+
+    summary = aggregate(per_file, {key: paths_by_key[key] for key in per_file})
+    print(
+        f"{len(sources)} files under {base} ({len(paths_by_key)} distinct contents): "
+        f"{len(todo) - failed} indexed now, {len(done)} skipped (already done), {failed} failed; "
+        f"store {client.url}"
+    )
+    print(
+        f"totals: {summary['functions']} functions, {summary['classes']} classes, "
+        f"{summary['imports']} import statements; {len(summary['unparsable'])} files do not parse"
+    )
+    return {**summary, "indexed": len(todo) - failed, "skipped": len(done), "failed": failed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", help="folder to index (default: this Python's standard library)")
+    parser.add_argument("--url", help="checkpoint store URL (default: MOONCAT_CHECKPOINT_URL, config file, "
+                                      "else file://./.mooncat/checkpoints)")
+    parser.add_argument("--limit", type=int, help="index only the first N files (a quick demo)")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        result = stdlib_index(root=args.root, url=args.url, limit=args.limit)
+    except KeyboardInterrupt:
+        print("interrupted: files already indexed stay done; run the same command again to finish the rest",
+              file=sys.stderr)
+        return 130
+    print(f"finished in {time.monotonic() - started:.1f}s")
+    return 1 if result["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
