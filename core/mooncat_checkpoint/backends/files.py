@@ -86,6 +86,34 @@ class _NamespaceLock:
             self._fd, self._pid = -1, -1
 
 
+# POSIX record locks belong to the process, and closing any descriptor of the lock file drops them all:
+# every client of one namespace directory in this process must share one lock object and descriptor.
+_SHARED_LOCKS: dict[str, tuple[_NamespaceLock, int]] = {}
+_SHARED_LOCKS_GUARD = threading.Lock()
+
+
+def _take_shared_lock(directory: Path) -> _NamespaceLock:
+    name = os.path.realpath(directory)
+    with _SHARED_LOCKS_GUARD:
+        lock, users = _SHARED_LOCKS.get(name, (None, 0))
+        if lock is None:
+            lock = _NamespaceLock(Path(name))
+        _SHARED_LOCKS[name] = (lock, users + 1)
+        return lock
+
+
+def _drop_shared_lock(lock: _NamespaceLock) -> None:
+    with _SHARED_LOCKS_GUARD:
+        for name, (shared, users) in list(_SHARED_LOCKS.items()):
+            if shared is lock:
+                if users > 1:
+                    _SHARED_LOCKS[name] = (shared, users - 1)
+                else:
+                    del _SHARED_LOCKS[name]
+                    lock.close()
+                return
+
+
 def _stripe(segment: str) -> int:
     return zlib.crc32(segment.encode("utf-8")) % STRIPES
 
@@ -110,7 +138,7 @@ class FileBackend:
         with self._locks_guard:
             lock = self._locks.get(namespace)
             if lock is None:
-                lock = self._locks[namespace] = _NamespaceLock(self.root / namespace)
+                lock = self._locks[namespace] = _take_shared_lock(self.root / namespace)
             return lock
 
     # ---- reads ----
@@ -232,7 +260,7 @@ class FileBackend:
     def close(self) -> None:
         with self._locks_guard:
             for lock in self._locks.values():
-                lock.close()
+                _drop_shared_lock(lock)
             self._locks.clear()
 
 
