@@ -1,0 +1,140 @@
+"""Connection type ``mooncat``: where the checkpoint store is and which namespace tasks use by default."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+    from mooncat_checkpoint import AsyncCheckpointClient, CheckpointClient
+
+# Probe used by test_connection: a read of a key nobody writes, so testing never changes the store.
+_PROBE_NAMESPACE = "mooncat-connection-test"
+_PROBE_KEY = "probe"
+
+
+def _extra_value(extra: dict[str, Any], name: str) -> Any:
+    # Forms of older Airflow versions stored custom fields as ``extra__<conn_type>__<name>``;
+    # accept both spellings so a connection exported from either works.
+    value = extra.get(name)
+    if value in (None, ""):
+        value = extra.get(f"extra__mooncat__{name}")
+    return None if value in (None, "") else value
+
+
+class CheckpointHook(BaseHook):
+    """
+    Give tasks a checkpoint client for the store named by a ``mooncat`` connection.
+
+    The connection's ``extra`` holds ``url`` (the store URL) and ``namespace`` (the default namespace),
+    e.g. ``AIRFLOW_CONN_MOONCAT_DEFAULT='{"conn_type": "mooncat", "extra": {"url": "sqlite:///x.db"}}'``.
+    A URL in ``host`` is accepted too. When the connection does not exist, or names no URL, the
+    library's own resolution applies (``MOONCAT_CHECKPOINT_URL``, the nearest
+    ``mooncat-checkpoint.config.json``, then ``file://./.mooncat/checkpoints``), so a DAG works the
+    same way a plain script does.
+
+    :param mooncat_conn_id: the connection to read; missing is allowed.
+    """
+
+    conn_name_attr = "mooncat_conn_id"
+    default_conn_name = "mooncat_default"
+    conn_type = "mooncat"
+    hook_name = "Mooncat Checkpoint"
+
+    def __init__(self, mooncat_conn_id: str | None = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mooncat_conn_id = mooncat_conn_id
+        self._settings: tuple[str | None, str | None] | None = None
+        self._client: CheckpointClient | None = None
+
+    # -- connection ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _settings_from(conn: Connection | None) -> tuple[str | None, str | None]:
+        if conn is None:
+            return None, None
+        extra = conn.extra_dejson or {}
+        url = _extra_value(extra, "url")
+        if url is None and conn.host and "://" in conn.host:
+            url = conn.host
+        return url, _extra_value(extra, "namespace")
+
+    def _connection_settings(self) -> tuple[str | None, str | None]:
+        if self._settings is None:
+            conn = None
+            if self.mooncat_conn_id:
+                try:
+                    conn = self.get_connection(self.mooncat_conn_id)
+                except AirflowNotFoundException:
+                    # No connection is a supported setup: fall back to the library's resolution.
+                    self.log.debug("Connection %s not defined; using default resolution", self.mooncat_conn_id)
+            self._settings = self._settings_from(conn)
+        return self._settings
+
+    async def _aconnection_settings(self) -> tuple[str | None, str | None]:
+        if self._settings is None:
+            conn = None
+            if self.mooncat_conn_id:
+                try:
+                    conn = await self.aget_connection(self.mooncat_conn_id)
+                except AirflowNotFoundException:
+                    pass
+            self._settings = self._settings_from(conn)
+        return self._settings
+
+    @property
+    def url(self) -> str | None:
+        """The URL the connection names, or ``None`` when the library resolves it."""
+        return self._connection_settings()[0]
+
+    @property
+    def default_namespace(self) -> str | None:
+        """The connection's default namespace, if it has one."""
+        return self._connection_settings()[1]
+
+    def resolve_namespace(self, namespace: str | None) -> str:
+        """Return ``namespace``, or the connection's default; fail clearly when neither is set."""
+        resolved = namespace or self.default_namespace
+        if not resolved:
+            raise ValueError(
+                f"No checkpoint namespace: pass namespace=... or set 'namespace' in the extra of "
+                f"connection {self.mooncat_conn_id!r}"
+            )
+        return resolved
+
+    # -- clients -------------------------------------------------------------------------------------
+
+    def get_conn(self) -> CheckpointClient:
+        """Return a (cached) synchronous client for the store."""
+        if self._client is None:
+            from mooncat_checkpoint import CheckpointClient
+
+            self._client = CheckpointClient(self.url)
+        return self._client
+
+    async def aget_conn(self) -> AsyncCheckpointClient:
+        """Return a new asynchronous client; the caller closes it (``async with``)."""
+        from mooncat_checkpoint import AsyncCheckpointClient
+
+        url, _ = await self._aconnection_settings()
+        return AsyncCheckpointClient(url)
+
+    def close(self) -> None:
+        """Close the cached client, if any."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Open the store and read one key; report the URL in use and where it came from."""
+        try:
+            client = self.get_conn()
+            client.get(_PROBE_NAMESPACE, _PROBE_KEY)
+            return True, f"Connected to {client.url} (from {client.url_source})"
+        except Exception as exc:  # reported to the UI rather than raised
+            return False, f"{type(exc).__name__}: {exc}"
+        finally:
+            self.close()

@@ -1,0 +1,463 @@
+"""Run a task under a checkpoint: claim its key, skip it when done, record done or fail afterwards."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, TypeVar, cast, get_args
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+    TaskDeferred,
+)
+
+from mooncat_airflow.hooks.checkpoint import CheckpointHook
+from mooncat_airflow.links.checkpoint import CheckpointLink
+from mooncat_airflow.triggers.checkpoint import (
+    STATUS_DONE,
+    STATUS_FAILED,
+    STATUS_FREE,
+    CheckpointTrigger,
+)
+from mooncat_airflow.utils.context import is_last_try, key_uses_map_index, map_index_of, owner_run_id
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from mooncat_checkpoint import Checkpoint, Step
+
+OnDone = Literal["return", "skip"]
+OnBusy = Literal["wait", "fail"]
+BusyMode = Literal["poke", "reschedule"]
+OnError = Literal["fail", "release"]
+OnFailedRecord = Literal["raise", "reset"]
+KeySpec = str | Callable[[dict[str, Any]], str]
+
+OperatorT = TypeVar("OperatorT", bound=BaseOperator)
+
+
+def _check_choice(name: str, value: str, allowed: Any) -> None:
+    choices = get_args(allowed)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+
+
+def failed_record_message(namespace: str, key: str, error: str | None) -> str:
+    """Explain a terminal ``failed`` record and the ways out of it."""
+    return (
+        f"Checkpoint {namespace}/{key} is recorded as failed"
+        f"{f' ({error})' if error else ''}; it stays failed until it is reset. Reset it with "
+        f"`mooncat-checkpoint reset {namespace} {key}` (or the reset button on the Mooncat Checkpoints "
+        f"page), or set on_failed_record='reset' to reset and rerun automatically."
+    )
+
+
+class CheckpointMixin:
+    """
+    Put any operator under a checkpoint.
+
+    Mix it in front of an operator class (or use :func:`checkpointed`). Before the operator runs, the
+    task claims ``checkpoint_namespace``/``checkpoint_key``:
+
+    * ``done`` (by any Airflow run, a Prefect flow or a TypeScript job): the operator does not run;
+      ``checkpoint_on_done="return"`` returns the stored result as the task's XCom,
+      ``"skip"`` ends the task skipped.
+    * held by a live lease elsewhere: ``checkpoint_on_busy="wait"`` waits until it is done or the lease
+      expires (in the worker with ``checkpoint_busy_mode`` ``"poke"`` or ``"reschedule"``, or on the
+      triggerer with ``checkpoint_deferrable=True``); ``"fail"`` fails the try. A live lease is never
+      taken over.
+    * ``failed`` (terminal until reset): the task fails with a message saying how to reset, or resets
+      and runs when ``checkpoint_on_failed_record="reset"``.
+
+    While the operator runs, the lease is renewed in the background. Success stores the return value
+    (it must be JSON). A failure releases the claim when Airflow will retry, and on the last try (or on
+    ``AirflowFailException``) records ``failed``, or releases when ``checkpoint_on_error="release"``.
+    Killing the task releases at once.
+
+    The mixin's arguments all start with ``checkpoint_`` (plus ``mooncat_conn_id``) so that they never
+    collide with the wrapped operator's own arguments.
+    """
+
+    checkpoint_template_fields: ClassVar[tuple[str, ...]] = ("checkpoint_namespace", "checkpoint_key")
+    operator_extra_links = (CheckpointLink(),)
+
+    def __init__(
+        self,
+        *,
+        checkpoint_key: KeySpec,
+        checkpoint_namespace: str | None = None,
+        mooncat_conn_id: str | None = CheckpointHook.default_conn_name,
+        checkpoint_on_done: OnDone = "return",
+        checkpoint_on_busy: OnBusy = "wait",
+        checkpoint_busy_mode: BusyMode = "poke",
+        checkpoint_deferrable: bool = False,
+        checkpoint_poll_interval: float = 5.0,
+        checkpoint_busy_timeout: float | None = None,
+        checkpoint_on_error: OnError = "fail",
+        checkpoint_on_failed_record: OnFailedRecord = "raise",
+        checkpoint_lease_ms: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _check_choice("on_done", checkpoint_on_done, OnDone)
+        _check_choice("on_busy", checkpoint_on_busy, OnBusy)
+        _check_choice("busy_mode", checkpoint_busy_mode, BusyMode)
+        _check_choice("on_error", checkpoint_on_error, OnError)
+        _check_choice("on_failed_record", checkpoint_on_failed_record, OnFailedRecord)
+        if not (isinstance(checkpoint_key, str) and checkpoint_key) and not callable(checkpoint_key):
+            raise ValueError("checkpoint key must be a non-empty string template or a callable")
+        super().__init__(**kwargs)
+        self.checkpoint_key: KeySpec = checkpoint_key
+        # Template rendering overwrites checkpoint_key in place; the mapped-task check needs the
+        # spelling the DAG author wrote.
+        self._checkpoint_key_spec: KeySpec = checkpoint_key
+        self.checkpoint_namespace = checkpoint_namespace
+        self.mooncat_conn_id = mooncat_conn_id
+        self.checkpoint_on_done = checkpoint_on_done
+        self.checkpoint_on_busy = checkpoint_on_busy
+        self.checkpoint_busy_mode = checkpoint_busy_mode
+        self.checkpoint_deferrable = checkpoint_deferrable
+        self.checkpoint_poll_interval = float(checkpoint_poll_interval)
+        self.checkpoint_busy_timeout = checkpoint_busy_timeout
+        self.checkpoint_on_error = checkpoint_on_error
+        self.checkpoint_on_failed_record = checkpoint_on_failed_record
+        self.checkpoint_lease_ms = checkpoint_lease_ms
+        #: (namespace, key) this try worked on; read by the extra link once the task has finished.
+        self.checkpoint_target: tuple[str, str] | None = None
+        self._checkpoint_step: Step | None = None
+        self._checkpoint_hook: CheckpointHook | None = None
+
+    # -- key -----------------------------------------------------------------------------------------
+
+    def checkpoint_call(self) -> tuple[Callable[..., Any], Sequence[Any], Mapping[str, Any]] | None:
+        """The callable and arguments a ``{name}`` key template is formatted with, if the task has one."""
+        return None
+
+    def resolve_checkpoint_key(self, context: Context) -> str:
+        """Turn the (already Jinja-rendered) key spec into the key this task instance claims."""
+        spec = self.checkpoint_key
+        call = self.checkpoint_call()
+        if call is not None and (callable(spec) or "{" in spec):
+            from mooncat_checkpoint import render_key
+
+            func, args, kwargs = call
+            key = render_key(spec, func, tuple(args), dict(kwargs))
+        elif callable(spec):
+            # Without a callable of our own the key function gets the template context.
+            key = spec(dict(context))
+        else:
+            key = spec
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"checkpoint key resolved to {key!r}; it must be a non-empty string")
+        self._warn_about_mapped_key(context)
+        return key
+
+    def _warn_about_mapped_key(self, context: Context) -> None:
+        if map_index_of(context) < 0:
+            return
+        spec = self._checkpoint_key_spec
+        if key_uses_map_index(spec):
+            self.log.warning(
+                "Checkpoint key %r is built from the map index: reordering the mapped input would hand "
+                "one item's stored result to another. Build the key from the mapped value instead.",
+                spec,
+            )
+        elif isinstance(spec, str) and "{" not in spec:
+            self.log.warning(
+                "Checkpoint key %r does not depend on the mapped value, so every mapped instance shares "
+                "one checkpoint. Build the key from the mapped value.",
+                spec,
+            )
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    @property
+    def checkpoint_hook(self) -> CheckpointHook:
+        if self._checkpoint_hook is None:
+            self._checkpoint_hook = CheckpointHook(mooncat_conn_id=self.mooncat_conn_id)
+        return self._checkpoint_hook
+
+    def _checkpoint_resolve_target(self, context: Context) -> tuple[str, str]:
+        namespace = self.checkpoint_hook.resolve_namespace(self.checkpoint_namespace)
+        key = self.resolve_checkpoint_key(context)
+        self.checkpoint_target = (namespace, key)
+        return namespace, key
+
+    # -- execution -----------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        try:
+            namespace, key = self._checkpoint_resolve_target(context)
+            return self._checkpoint_run(context, namespace, key)
+        finally:
+            self._checkpoint_close()
+
+    def _checkpoint_close(self) -> None:
+        # The client owns the heartbeat thread and the store connection; neither should outlive the try.
+        if self._checkpoint_hook is not None:
+            self._checkpoint_hook.close()
+            self._checkpoint_hook = None
+
+    def _checkpoint_run(self, context: Context, namespace: str, key: str, *, after_reset: bool = False) -> Any:
+        from mooncat_checkpoint import StepBusyError, StepFailedError
+
+        # Only the in-worker poke wait is left to the library; the other busy strategies need the
+        # busy answer back so they can defer, reschedule or fail.
+        wait_here = (
+            self.checkpoint_on_busy == "wait"
+            and self.checkpoint_busy_mode == "poke"
+            and not self.checkpoint_deferrable
+        )
+        client = self.checkpoint_hook.get_conn()
+        step = client.step(
+            namespace,
+            key,
+            owner_run_id=owner_run_id(context),
+            lease_ms=self.checkpoint_lease_ms,
+            on_busy="wait" if wait_here else "raise",
+            wait_timeout=self.checkpoint_busy_timeout if wait_here else None,
+            on_error="abandon",
+            heartbeat=True,
+        )
+        try:
+            outcome = step.acquire()
+        except StepFailedError as exc:
+            record = exc.checkpoint
+            if self.checkpoint_on_failed_record == "reset" and not after_reset:
+                self.log.warning("Checkpoint %s/%s was failed (%s); resetting and running again",
+                                 namespace, key, record.error if record is not None else "")
+                client.reset(namespace, key)
+                return self._checkpoint_run(context, namespace, key, after_reset=True)
+            raise AirflowFailException(
+                failed_record_message(namespace, key, record.error if record is not None else None)
+            ) from exc
+        except StepBusyError as exc:
+            return self._checkpoint_busy(context, namespace, key, exc.checkpoint, timed_out=wait_here)
+        if outcome == "done":
+            record = step.checkpoint
+            return self._checkpoint_finished(namespace, key, record.result,
+                                             record.owner_run_id if record is not None else None)
+        return self._checkpoint_claimed(context, step)
+
+    def _checkpoint_finished(self, namespace: str, key: str, result: Any, owner: str | None) -> Any:
+        if self.checkpoint_on_done == "skip":
+            raise AirflowSkipException(f"Checkpoint {namespace}/{key} is already done (by {owner}); skipping")
+        self.log.info("Checkpoint %s/%s is already done (by %s); returning its stored result",
+                      namespace, key, owner)
+        return result
+
+    def _checkpoint_busy(
+        self, context: Context, namespace: str, key: str, record: Checkpoint | None, *, timed_out: bool
+    ) -> Any:
+        holder = record.owner_run_id if record is not None else "another owner"
+        if self.checkpoint_on_busy == "fail" or timed_out:
+            # A plain failure, not AirflowFailException: a retry may well find the key done or free.
+            reason = "waiting timed out" if timed_out else "on_busy='fail'"
+            raise AirflowException(f"Checkpoint {namespace}/{key} is held by {holder} ({reason})")
+        if self.checkpoint_deferrable:
+            self.log.info("Checkpoint %s/%s is held by %s; deferring until it is done or free",
+                          namespace, key, holder)
+            self._checkpoint_defer(namespace, key)
+        self.log.info("Checkpoint %s/%s is held by %s; rescheduling in %ss",
+                      namespace, key, holder, self.checkpoint_poll_interval)
+        raise AirflowRescheduleException(
+            dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.checkpoint_poll_interval)
+        )
+
+    def _checkpoint_defer(self, namespace: str, key: str) -> NoReturn:
+        timeout = (
+            dt.timedelta(seconds=self.checkpoint_busy_timeout) if self.checkpoint_busy_timeout else None
+        )
+        cast("BaseOperator", self).defer(
+            trigger=CheckpointTrigger(
+                namespace=namespace,
+                key=key,
+                mooncat_conn_id=self.mooncat_conn_id,
+                poll_interval=self.checkpoint_poll_interval,
+                stop_when_free=True,
+            ),
+            method_name="checkpoint_resume",
+            timeout=timeout,
+        )
+
+    def checkpoint_resume(self, context: Context, event: dict[str, Any]) -> Any:
+        """Continue after the trigger saw the key done, failed, or free to claim."""
+        namespace, key = event["namespace"], event["key"]
+        self.checkpoint_target = (namespace, key)
+        status = event.get("status")
+        if status == STATUS_DONE:
+            return self._checkpoint_finished(namespace, key, event.get("result"), event.get("owner_run_id"))
+        if status == STATUS_FAILED and self.checkpoint_on_failed_record == "raise":
+            raise AirflowFailException(failed_record_message(namespace, key, event.get("error")))
+        if status in (STATUS_FAILED, STATUS_FREE):
+            # Claim again; a failed record is reset there when on_failed_record="reset".
+            try:
+                return self._checkpoint_run(context, namespace, key)
+            finally:
+                self._checkpoint_close()
+        raise AirflowException(f"Unexpected checkpoint trigger event: {event!r}")
+
+    def _checkpoint_claimed(self, context: Context, step: Step) -> Any:
+        from mooncat_checkpoint import CheckpointResultSerializationError, LeaseLostError
+
+        self._checkpoint_step = step
+        try:
+            result = super().execute(context)  # type: ignore[misc]
+        except (AirflowSkipException, TaskDeferred):
+            # Not finished: let the next run (or the resumed task) claim the key afresh.
+            self._checkpoint_release(step)
+            raise
+        except AirflowFailException as exc:
+            self._checkpoint_give_up(step, exc, final=True)
+            raise
+        except (Exception, AirflowTaskTimeout) as exc:
+            self._checkpoint_give_up(step, exc, final=is_last_try(context))
+            raise
+        except BaseException:
+            self._checkpoint_release(step)
+            raise
+        finally:
+            self._checkpoint_step = None
+
+        try:
+            step.complete(result)
+        except CheckpointResultSerializationError as exc:
+            self._checkpoint_release(step)
+            # Retrying would fail the same way, so do not.
+            raise AirflowFailException(
+                f"The task's return value cannot be stored as a checkpoint result: {exc}"
+            ) from exc
+        except LeaseLostError as exc:
+            raise AirflowException(
+                f"Lost the lease on {step.namespace}/{step.key} before recording done; another owner took "
+                "it over, so this result is not stored"
+            ) from exc
+        return result
+
+    def _checkpoint_give_up(self, step: Step, exc: BaseException, *, final: bool) -> None:
+        from mooncat_checkpoint import LeaseLostError
+
+        if not final or self.checkpoint_on_error == "release":
+            self._checkpoint_release(step)
+            return
+        try:
+            step.record_failure(f"{type(exc).__name__}: {exc}"[:4000])
+        except LeaseLostError:
+            self.log.warning("Lease on %s/%s was lost; could not record the failure", step.namespace, step.key)
+
+    def _checkpoint_release(self, step: Step) -> None:
+        try:
+            step.release()
+        except Exception:  # releasing is best effort; the lease expires anyway
+            self.log.warning("Could not release checkpoint %s/%s", step.namespace, step.key, exc_info=True)
+
+    def on_kill(self) -> None:
+        step = self._checkpoint_step
+        if step is not None and not step.finished:
+            # Release first: the kill may not leave time for anything after the wrapped operator's cleanup.
+            self._checkpoint_release(step)
+        super().on_kill()  # type: ignore[misc]
+
+
+class CheckpointOperator(CheckpointMixin, PythonOperator):
+    """
+    Run a Python callable under a checkpoint.
+
+    :param python_callable: the work.
+    :param key: the checkpoint key (templated). Jinja works as in any templated field; after that, a
+        ``"{name}"`` template is formatted with the callable's bound arguments (``op_args``/``op_kwargs``,
+        defaults applied), and a callable gets those arguments as a dict.
+    :param namespace: the checkpoint namespace (templated); default: the connection's namespace.
+    :param op_args: positional arguments for the callable (templated).
+    :param op_kwargs: keyword arguments for the callable (templated).
+    :param mooncat_conn_id: connection naming the store.
+    :param on_done: ``"return"`` the stored result as XCom, or ``"skip"``.
+    :param on_busy: ``"wait"`` or ``"fail"`` when another owner holds a live lease.
+    :param busy_mode: how to wait without deferring: ``"poke"`` (in the worker) or ``"reschedule"``.
+    :param deferrable: wait on the triggerer instead.
+    :param poll_interval: seconds between looks while waiting.
+    :param busy_timeout: give up waiting after this many seconds (the try then fails).
+    :param on_error: on the last try: ``"fail"`` records failed, ``"release"`` lets a later run retry.
+    :param on_failed_record: ``"raise"`` (explain how to reset) or ``"reset"`` and run again.
+    :param lease_ms: lease length; renewed in the background while the callable runs.
+    """
+
+    template_fields: Sequence[str] = (*PythonOperator.template_fields, *CheckpointMixin.checkpoint_template_fields)
+    ui_color = "#e8e3f7"
+
+    def __init__(
+        self,
+        *,
+        python_callable: Callable[..., Any],
+        key: KeySpec,
+        namespace: str | None = None,
+        op_args: Collection[Any] | None = None,
+        op_kwargs: Mapping[str, Any] | None = None,
+        mooncat_conn_id: str | None = CheckpointHook.default_conn_name,
+        on_done: OnDone = "return",
+        on_busy: OnBusy = "wait",
+        busy_mode: BusyMode = "poke",
+        deferrable: bool = False,
+        poll_interval: float = 5.0,
+        busy_timeout: float | None = None,
+        on_error: OnError = "fail",
+        on_failed_record: OnFailedRecord = "raise",
+        lease_ms: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            python_callable=python_callable,
+            op_args=op_args,
+            op_kwargs=op_kwargs,
+            checkpoint_key=key,
+            checkpoint_namespace=namespace,
+            mooncat_conn_id=mooncat_conn_id,
+            checkpoint_on_done=on_done,
+            checkpoint_on_busy=on_busy,
+            checkpoint_busy_mode=busy_mode,
+            checkpoint_deferrable=deferrable,
+            checkpoint_poll_interval=poll_interval,
+            checkpoint_busy_timeout=busy_timeout,
+            checkpoint_on_error=on_error,
+            checkpoint_on_failed_record=on_failed_record,
+            checkpoint_lease_ms=lease_ms,
+            **kwargs,
+        )
+
+    def checkpoint_call(self) -> tuple[Callable[..., Any], Sequence[Any], Mapping[str, Any]] | None:
+        # Called before PythonOperator.execute merges the context into op_kwargs, so these are
+        # exactly the arguments the DAG passed.
+        return self.python_callable, tuple(self.op_args), dict(self.op_kwargs)
+
+
+_CHECKPOINTED: dict[type[BaseOperator], type[BaseOperator]] = {}
+
+
+def checkpointed(operator_class: type[OperatorT]) -> type[OperatorT]:
+    """
+    Return a subclass of ``operator_class`` that runs under a checkpoint (see :class:`CheckpointMixin`).
+
+    ``CheckpointedBash = checkpointed(BashOperator)`` then
+    ``CheckpointedBash(task_id=..., bash_command=..., checkpoint_namespace="ns", checkpoint_key="k/{{ ds }}")``.
+    """
+    if issubclass(operator_class, CheckpointMixin):
+        return operator_class
+    existing = _CHECKPOINTED.get(operator_class)
+    if existing is not None:
+        return cast("type[OperatorT]", existing)
+    name = f"Checkpointed{operator_class.__name__}"
+    links = (*tuple(operator_class.operator_extra_links), CheckpointLink())
+    namespace: dict[str, Any] = {
+        "__module__": __name__,
+        "__qualname__": name,
+        "__doc__": f"{operator_class.__name__} run under a mooncat checkpoint.",
+        "template_fields": (*operator_class.template_fields, *CheckpointMixin.checkpoint_template_fields),
+        "operator_extra_links": links,
+    }
+    new_class = type(operator_class)(name, (CheckpointMixin, operator_class), namespace)
+    _CHECKPOINTED[operator_class] = new_class
+    return cast("type[OperatorT]", new_class)

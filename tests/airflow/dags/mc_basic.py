@@ -1,0 +1,102 @@
+"""Checkpointed tasks driven by run conf, so each test picks its own namespace and marker file."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, get_current_context
+
+from mooncat_airflow import CheckpointOperator
+
+NS = "{{ dag_run.conf['ns'] }}"
+MARKER = "{{ dag_run.conf['marker'] }}"
+
+
+def work(marker: str, label: str) -> dict[str, Any]:
+    """Leave a line in the marker file per real execution, so tests can count runs."""
+    with Path(marker).open("a", encoding="utf-8") as fh:
+        fh.write(f"{label}\n")
+    return {"label": label, "value": len(label)}
+
+
+def flaky(marker: str, label: str) -> dict[str, Any]:
+    """Fail on the first try, succeed on the second."""
+    try_number = get_current_context()["ti"].try_number
+    with Path(marker).open("a", encoding="utf-8") as fh:
+        fh.write(f"{label}:{try_number}\n")
+    if try_number == 1:
+        raise RuntimeError("first try fails")
+    return {"label": label, "try": try_number}
+
+
+def broken(marker: str, label: str) -> None:
+    with Path(marker).open("a", encoding="utf-8") as fh:
+        fh.write(f"{label}\n")
+    raise ValueError("the work is broken")
+
+
+START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+
+with DAG("mc_basic", schedule=None, start_date=START, catchup=False) as mc_basic:
+    CheckpointOperator(
+        task_id="work",
+        python_callable=work,
+        op_kwargs={"marker": MARKER, "label": "basic"},
+        namespace=NS,
+        key="basic/{{ dag_run.conf.get('key', 'one') }}",
+    )
+
+with DAG("mc_skip", schedule=None, start_date=START, catchup=False) as mc_skip:
+    CheckpointOperator(
+        task_id="work",
+        python_callable=work,
+        op_kwargs={"marker": MARKER, "label": "skip"},
+        namespace=NS,
+        key="skip/one",
+        on_done="skip",
+    )
+
+with DAG("mc_retry", schedule=None, start_date=START, catchup=False) as mc_retry:
+    CheckpointOperator(
+        task_id="work",
+        python_callable=flaky,
+        op_kwargs={"marker": MARKER, "label": "retry"},
+        namespace=NS,
+        key="retry/one",
+        retries=1,
+        retry_delay=dt.timedelta(seconds=0),
+    )
+
+with DAG("mc_fail", schedule=None, start_date=START, catchup=False) as mc_fail:
+    CheckpointOperator(
+        task_id="work",
+        python_callable=broken,
+        op_kwargs={"marker": MARKER, "label": "fail"},
+        namespace=NS,
+        key="fail/one",
+        retries=0,
+    )
+
+with DAG("mc_deferrable", schedule=None, start_date=START, catchup=False) as mc_deferrable:
+    CheckpointOperator(
+        task_id="work",
+        python_callable=work,
+        op_kwargs={"marker": MARKER, "label": "deferred"},
+        namespace=NS,
+        key="busy/one",
+        deferrable=True,
+        poll_interval=0.2,
+        busy_timeout=120,
+    )
+
+with DAG("mc_env_conn", schedule=None, start_date=START, catchup=False) as mc_env_conn:
+    # No namespace: it comes from the connection's extra.
+    CheckpointOperator(
+        task_id="work",
+        python_callable=work,
+        op_kwargs={"marker": MARKER, "label": "env"},
+        key="env/one",
+        mooncat_conn_id="mooncat_envtest",
+    )

@@ -1,0 +1,160 @@
+"""CheckpointOperator under real ``dag.test()`` runs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import mc_basic
+from support import calls, run_dag, ti_states, xcom
+
+
+def conf(namespace: str, marker: Path, **extra: Any) -> dict[str, Any]:
+    return {"ns": namespace, "marker": str(marker), **extra}
+
+
+def test_second_run_skips_and_returns_the_stored_result(namespace: str, marker: Path, client: Any) -> None:
+    first = run_dag(mc_basic.mc_basic, conf(namespace, marker))
+    assert str(first.state) == "success"
+    assert xcom(first, "work") == {"label": "basic", "value": 5}
+
+    second = run_dag(mc_basic.mc_basic, conf(namespace, marker))
+    assert str(second.state) == "success"
+    assert ti_states(second)[("work", -1)] == "success"
+    assert xcom(second, "work") == {"label": "basic", "value": 5}
+    assert calls(marker) == ["basic"]
+
+    record = client.get(namespace, "basic/one")
+    assert record.status == "done"
+    assert record.result == {"label": "basic", "value": 5}
+    assert record.owner_run_id.startswith(f"airflow:mc_basic/{first.run_id}/work/-1/1")
+
+
+def test_on_done_skip_leaves_the_task_skipped(namespace: str, marker: Path) -> None:
+    first = run_dag(mc_basic.mc_skip, conf(namespace, marker))
+    assert ti_states(first)[("work", -1)] == "success"
+    second = run_dag(mc_basic.mc_skip, conf(namespace, marker))
+    assert ti_states(second)[("work", -1)] == "skipped"
+    assert calls(marker) == ["skip"]
+
+
+def test_key_finished_by_the_core_library_is_skipped(namespace: str, marker: Path, client: Any) -> None:
+    claim = client.claim(namespace, "basic/one", owner_run_id="script")
+    client.done(namespace, "basic/one", claim.lease_token, {"label": "from-script", "value": 42})
+
+    run = run_dag(mc_basic.mc_basic, conf(namespace, marker))
+    assert str(run.state) == "success"
+    assert xcom(run, "work") == {"label": "from-script", "value": 42}
+    assert calls(marker) == []
+
+
+def test_retry_then_success_releases_the_claim_between_tries(namespace: str, marker: Path, client: Any) -> None:
+    run = run_dag(mc_basic.mc_retry, conf(namespace, marker))
+    assert str(run.state) == "success"
+    assert calls(marker) == ["retry:1", "retry:2"]
+    record = client.get(namespace, "retry/one")
+    assert record.status == "done"
+    assert record.result == {"label": "retry", "try": 2}
+    # The first try released (deleted) its claim instead of recording a failure, so the second
+    # try's claim is a fresh record.
+    assert record.attempts == 1
+    assert record.owner_run_id.endswith("/work/-1/2")
+
+
+def test_last_try_failure_records_fail_and_a_rerun_refuses(namespace: str, marker: Path, client: Any) -> None:
+    first = run_dag(mc_basic.mc_fail, conf(namespace, marker))
+    assert str(first.state) == "failed"
+    record = client.get(namespace, "fail/one")
+    assert record.status == "failed"
+    assert "ValueError: the work is broken" in record.error
+
+    # Terminal until reset: the rerun fails without running the work again.
+    second = run_dag(mc_basic.mc_fail, conf(namespace, marker))
+    assert str(second.state) == "failed"
+    assert calls(marker) == ["fail"]
+
+    assert client.reset(namespace, "fail/one")
+    third = run_dag(mc_basic.mc_fail, conf(namespace, marker))
+    assert calls(marker) == ["fail", "fail"]
+    assert str(third.state) == "failed"
+
+
+def test_busy_key_defers_until_another_owner_finishes_it(namespace: str, marker: Path, client: Any) -> None:
+    held = client.claim(namespace, "busy/one", owner_run_id="elsewhere", lease_ms=120_000)
+    assert held.kind == "claimed"
+
+    def finish_later() -> None:
+        time.sleep(2.0)
+        client.done(namespace, "busy/one", held.lease_token, {"label": "elsewhere", "value": 7})
+
+    finisher = threading.Thread(target=finish_later)
+    finisher.start()
+    try:
+        started = time.monotonic()
+        run = run_dag(mc_basic.mc_deferrable, conf(namespace, marker))
+        waited = time.monotonic() - started
+    finally:
+        finisher.join()
+    assert str(run.state) == "success"
+    assert xcom(run, "work") == {"label": "elsewhere", "value": 7}
+    assert calls(marker) == []
+    assert waited >= 1.5  # it really waited for the other owner
+
+
+def test_busy_key_whose_lease_expires_is_claimed_after_deferral(namespace: str, marker: Path, client: Any) -> None:
+    held = client.claim(namespace, "busy/one", owner_run_id="crashed-worker", lease_ms=1_500)
+    assert held.kind == "claimed"
+    run = run_dag(mc_basic.mc_deferrable, conf(namespace, marker))
+    assert str(run.state) == "success"
+    assert calls(marker) == ["deferred"]
+    record = client.get(namespace, "busy/one")
+    assert record.status == "done"
+    assert record.attempts == 2
+
+
+def test_connection_from_the_environment(monkeypatch: Any, tmp_path: Path, marker: Path) -> None:
+    from mooncat_airflow import CheckpointHook
+    from mooncat_checkpoint import CheckpointClient
+
+    url = f"sqlite://{tmp_path / 'env-store.db'}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MOONCAT_ENVTEST",
+        json.dumps({"conn_type": "mooncat", "extra": {"url": url, "namespace": "env-ns"}}),
+    )
+    hook = CheckpointHook(mooncat_conn_id="mooncat_envtest")
+    assert hook.url == url
+    assert hook.default_namespace == "env-ns"
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert url in message
+
+    run = run_dag(mc_basic.mc_env_conn, {"marker": str(marker)})
+    assert str(run.state) == "success"
+    with CheckpointClient(url) as other:
+        record = other.get("env-ns", "env/one")
+    assert record is not None and record.status == "done"
+    assert record.result == {"label": "env", "value": 3}
+
+
+def test_missing_connection_falls_back_to_the_library_resolution(monkeypatch: Any, tmp_path: Path) -> None:
+    from mooncat_airflow import CheckpointHook
+
+    url = f"sqlite://{tmp_path / 'resolved.db'}"
+    monkeypatch.setenv("MOONCAT_CHECKPOINT_URL", url)
+    hook = CheckpointHook(mooncat_conn_id="mooncat_not_defined")
+    assert hook.url is None
+    assert hook.get_conn().url == url
+    ok, message = hook.test_connection()
+    assert ok and "MOONCAT_CHECKPOINT_URL" in message, message
+
+
+def test_broken_store_url_fails_test_connection(monkeypatch: Any) -> None:
+    from mooncat_airflow import CheckpointHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_MOONCAT_BROKEN", json.dumps({"conn_type": "mooncat", "extra": {"url": "nope://x"}}))
+    ok, message = CheckpointHook(mooncat_conn_id="mooncat_broken").test_connection()
+    assert not ok
+    assert message
