@@ -1,6 +1,8 @@
 """PostgreSQL: one store for workers on many machines (psycopg 3 with a connection pool).
 
 Times come from the server's clock, so hosts whose clocks disagree still agree on when a lease ends.
+(A test may install its own clock by assigning `now_ms` on a backend instance, as the shared suite does
+for every backend; the statements then take their time from it.)
 Every operation is one autocommit statement or one short transaction; none is left open between calls.
 A pooled connection that the server closed while it sat idle is dropped before use, so the call after
 a restart or a `pg_terminate_backend` reconnects; a call that loses its connection midway fails with
@@ -188,6 +190,10 @@ class PostgresBackend:
             raise _version_error(found, self.target.display)
         return int(found) if found is not None else None
 
+    def _installed_clock(self) -> Callable[[], int] | None:
+        clock: Callable[[], int] | None = self.__dict__.get("now_ms")
+        return clock
+
     # ---- the Backend protocol ----
 
     def now_ms(self) -> int:
@@ -248,11 +254,11 @@ class PostgresBackend:
             if durable and not self.fast:
                 conn.execute("SET LOCAL synchronous_commit = on")
             locked = conn.execute(self.sql.lock_many, (namespace, segments))
-            clock = conn.execute(self.sql.now)
+            installed = self._installed_clock()
+            clock = None if installed else conn.execute(self.sql.now)
             rows = locked.fetchall()
-            now_row = clock.fetchone()
-            assert now_row is not None
-            writes = decide(self.sql, namespace, items, rows, int(now_row[0]))
+            now = installed() if installed else _first(clock)
+            writes = decide(self.sql, namespace, items, rows, now)
             self._write(conn.cursor(), writes)
             committing[0] = True
         return writes.values
@@ -270,7 +276,11 @@ class PostgresBackend:
     ) -> ClaimResult:
         """`machine.claim` in one statement and one round trip (see `Statements.claim`)."""
         check_claim_args(key, owner_run_id)
-        params = claim_params(namespace, segment, key, owner_run_id, lease_ms, machine.new_lease_token())
+        installed = self._installed_clock()
+        params = claim_params(
+            namespace, segment, key, owner_run_id, lease_ms, machine.new_lease_token(),
+            installed() if installed else None,
+        )
 
         def work(conn: psycopg.Connection[Any]) -> list[Any]:
             return conn.execute(self.sql.claim, params).fetchall()
@@ -321,6 +331,12 @@ class PostgresBackend:
             if self._pool_ref is not None and self._pool_pid == os.getpid():
                 self._pool_ref.close()
             self._pool_ref = None
+
+
+def _first(cursor: psycopg.Cursor[Any] | None) -> int:
+    row = cursor.fetchone() if cursor is not None else None
+    assert row is not None
+    return int(row[0])
 
 
 def _configure(conn: psycopg.Connection[Any], settings: str) -> None:
@@ -503,7 +519,8 @@ class AsyncPostgresBackend:
         self, namespace: str, segment: str, key: str, owner_run_id: str | None, lease_ms: int
     ) -> ClaimResult:
         check_claim_args(key, owner_run_id)
-        params = claim_params(namespace, segment, key, owner_run_id, lease_ms, machine.new_lease_token())
+        token = machine.new_lease_token()
+        params = claim_params(namespace, segment, key, owner_run_id, lease_ms, token, None)
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
             return await (await conn.execute(self.sql.claim, params)).fetchall()

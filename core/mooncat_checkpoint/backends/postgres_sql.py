@@ -240,7 +240,7 @@ class Statements:
         which reads (and so validates) it first.
         """
         return self._sql(
-            "WITH clock AS (SELECT {now} AS ms), "
+            "WITH clock AS (SELECT coalesce(%(now)s::bigint, {now}) AS ms), "
             "seen AS (SELECT {cols} FROM {table} WHERE namespace = %(ns)s AND storage_key = %(sk)s), "
             "taken AS ("
             "INSERT INTO {table} AS c ({cols}) "
@@ -376,10 +376,13 @@ def _update_params(segment: str, record: Checkpoint) -> tuple[Any, ...]:
 
 
 def claim_params(
-    namespace: str, segment: str, key: str, owner_run_id: str | None, lease_ms: int, token: str
+    namespace: str, segment: str, key: str, owner_run_id: str | None, lease_ms: int, token: str,
+    now: int | None,
 ) -> dict[str, Any]:
+    """`now` None means the server's clock; only a clock installed by a test passes a number."""
     return {
         "ns": namespace, "sk": segment, "key": key, "owner": owner_run_id, "lease": lease_ms, "token": token,
+        "now": now,
     }
 
 
