@@ -21,7 +21,7 @@ def encode_result(result: Any) -> str | None:
     if result is None:
         return None
     _check_json_value(result, "result", set())
-    text = _compact.encode(result)
+    text = _compact.encode(js_property_order(result))
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_INLINE_RESULT_BYTES:
         raise CheckpointResultSerializationError(
@@ -31,8 +31,43 @@ def encode_result(result: Any) -> str | None:
     return text
 
 
+# JavaScript orders an object's own property names: array indices ("0" .. "4294967294", written
+# without leading zeros) first, ascending, then the other names as inserted. JSON.stringify prints them
+# in that order, so we must too, or the same content would give other bytes than TS writes.
+_MAX_ARRAY_INDEX = 2**32 - 2
+
+
+def _array_index(name: str) -> int | None:
+    if not (name.isascii() and name.isdigit()) or (name[0] == "0" and name != "0"):
+        return None
+    index = int(name)
+    return index if index <= _MAX_ARRAY_INDEX else None
+
+
+def js_property_order(value: Any) -> Any:
+    """`value` with every dict's keys in JavaScript's property order; unchanged parts are not copied."""
+    if isinstance(value, dict):
+        items = [(name, js_property_order(item)) for name, item in value.items()]
+        indexed = sorted(
+            ((index, name, item) for name, item in items if (index := _array_index(name)) is not None),
+            key=lambda entry: entry[0],
+        )
+        if indexed:
+            rest = [(name, item) for name, item in items if _array_index(name) is None]
+            items = [(name, item) for _, name, item in indexed] + rest
+        if [name for name, _ in items] == list(value) and all(
+            new is old for (_, new), old in zip(items, value.values(), strict=True)
+        ):
+            return value
+        return dict(items)
+    if isinstance(value, (list, tuple)):
+        converted = [js_property_order(item) for item in value]
+        return value if all(new is old for new, old in zip(converted, value, strict=True)) else converted
+    return value
+
+
 def _check_json_value(value: Any, path: str, seen: set[int]) -> None:
-    if value is None or value is True or value is False or isinstance(value, str) and _check_str(value, path):
+    if value is None or value is True or value is False or (isinstance(value, str) and _check_str(value, path)):
         return
     if isinstance(value, int):
         if abs(value) > MAX_SAFE_INTEGER:
@@ -102,7 +137,7 @@ _KNOWN = {
 
 def record_text(record: Checkpoint) -> str:
     """The file form: two-space indent, TypeScript key order, non-ASCII as is, no trailing newline."""
-    return _pretty.encode(record.to_dict())
+    return _pretty.encode(js_property_order(record.to_dict()))
 
 
 def record_from_dict(data: Any, location: str) -> Checkpoint:
@@ -136,7 +171,7 @@ def record_from_dict(data: Any, location: str) -> Checkpoint:
         created_at=_opt_int(data, "createdAt", location) or 0,
         updated_at=_opt_int(data, "updatedAt", location) or 0,
         extra={name: value for name, value in data.items() if name not in _KNOWN},
-        result_json=None if result is None else _compact.encode(result),
+        result_json=None if result is None else _compact.encode(js_property_order(result)),
     )
 
 
