@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import machine
@@ -310,8 +310,9 @@ class CheckpointClient:
     def abandon_owned(self, owner_run_id: str, namespace: str | None = None) -> int:
         if not isinstance(owner_run_id, str) or not owner_run_id:
             raise InvalidArgumentError(f"owner_run_id must be a non-empty string, got {owner_run_id!r}")
+        chosen = None if namespace is None else check_namespace(namespace)
         backend = self.backend
-        namespaces = [check_namespace(namespace)] if namespace is not None else backend.namespaces()
+        namespaces = [chosen] if chosen is not None else backend.namespaces()
         count = 0
         for ns in namespaces:
             owned = [
@@ -362,8 +363,8 @@ class CheckpointClient:
     def import_record(self, record: Checkpoint) -> bool:
         """Store a record taken from another store, only where the key has none; False if one is there."""
         namespace, segment = self._core.target(record.namespace, record.key)
-        if record.result_json is None and record.result is not None:
-            raise InvalidArgumentError("record.result_json must be set when record.result is")
+        # Encoded again: an imported result is held to the same rules and limit as one given to `done`.
+        record = replace(record, result_json=encode_result(record.result))
         plan = Plan(namespace, segment, machine.for_key(namespace, record.key, machine.put_if_absent(record)), True)
         return bool(self._run(plan))
 
@@ -479,8 +480,9 @@ class AsyncCheckpointClient:
 
     async def _sweep(self, namespace: str | None, pick: Callable[[Checkpoint, int], bool],
                      transition: Transition[bool]) -> int:
+        chosen = None if namespace is None else check_namespace(namespace)
         backend = self.backend
-        namespaces = [check_namespace(namespace)] if namespace is not None else await backend.namespaces()
+        namespaces = [chosen] if chosen is not None else await backend.namespaces()
         count = 0
         for ns in namespaces:
             now = await backend.now_ms()

@@ -37,7 +37,7 @@ def _check_options(on_busy: str, on_error: str, wait_timeout: float | None, leas
         raise InvalidArgumentError(f"wait_timeout must be None or a number >= 0, got {wait_timeout!r}")
     if lease_ms is None:
         return DEFAULT_LEASE_MS
-    if isinstance(lease_ms, bool) or not isinstance(lease_ms, int) or lease_ms <= 0:
+    if isinstance(lease_ms, bool) or not isinstance(lease_ms, int) or lease_ms <= 0 or lease_ms > 2**53:
         raise InvalidArgumentError(f"lease_ms must be a positive integer of milliseconds, got {lease_ms!r}")
     return lease_ms
 
