@@ -1,0 +1,116 @@
+"""The Mooncat Checkpoints page inside Airflow's own API server app, behind Airflow's auth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import mc_basic
+import pytest
+from conftest import UI_PASSWORDS
+from support import run_dag, xcom
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[Any]:
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+    from fastapi.testclient import TestClient
+
+    purge_cached_app()
+    app = create_app()
+    with TestClient(app, base_url="http://localhost:8080") as test_client:
+        yield test_client
+    purge_cached_app()
+
+
+def _token(api: Any, user: str) -> str:
+    response = api.post("/auth/token", json={"username": user, "password": UI_PASSWORDS[user]})
+    assert response.status_code == 201, response.text
+    return str(response.json()["access_token"])
+
+
+@pytest.fixture
+def seeded(namespace: str, client: Any) -> str:
+    for key, result in (("alpha", {"n": 1}), ("beta", "x" * 500)):
+        claim = client.claim(namespace, key, owner_run_id=f"seed-{key}")
+        client.done(namespace, key, claim.lease_token, result)
+    claim = client.claim(namespace, "gamma", owner_run_id="seed-gamma")
+    client.fail(namespace, "gamma", "boom", claim.lease_token)
+    return namespace
+
+
+def test_anonymous_requests_are_refused(api: Any, seeded: str, client: Any) -> None:
+    page = api.get("/mooncat/", params={"namespace": seeded})
+    assert page.status_code == 401
+    assert "alpha" not in page.text
+    assert api.get("/mooncat/api/checkpoints", params={"namespace": seeded}).status_code == 401
+    reset = api.post("/mooncat/reset", data={"namespace": seeded, "key": "alpha"}, follow_redirects=False)
+    assert reset.status_code == 401
+    assert client.get(seeded, "alpha") is not None
+    forged = api.get("/mooncat/", params={"namespace": seeded}, headers={"Authorization": "Bearer not-a-jwt"})
+    assert forged.status_code in (401, 403)
+
+
+def test_page_lists_each_key_with_status_owner_attempts_age_and_preview(api: Any, seeded: str) -> None:
+    headers = {"Authorization": f"Bearer {_token(api, 'viewer')}"}
+    page = api.get("/mooncat/", params={"namespace": seeded, "key": "alpha"}, headers=headers)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    for text in ("alpha", "beta", "gamma", "seed-alpha", "st-done", "st-failed", "boom", "{&quot;n&quot;:1}"):
+        assert text in page.text
+    assert "x" * 500 not in page.text  # previews are cut short
+
+    data = api.get("/mooncat/api/checkpoints", params={"namespace": seeded}, headers=headers).json()
+    rows = {row["key"]: row for row in data["checkpoints"]}
+    assert rows["alpha"]["status"] == "done"
+    assert rows["alpha"]["owner"] == "seed-alpha"
+    assert rows["alpha"]["attempts"] == 1
+    assert rows["alpha"]["age"].endswith("s")
+    assert rows["gamma"]["status"] == "failed"
+
+    assert api.get("/mooncat/", params={"namespace": "../etc"}, headers=headers).status_code == 400
+
+
+def test_reset_action_deletes_the_record(api: Any, seeded: str, client: Any) -> None:
+    headers = {"Authorization": f"Bearer {_token(api, 'admin')}"}
+    response = api.post(
+        "/mooncat/reset", data={"namespace": seeded, "key": "gamma"}, headers=headers, follow_redirects=False
+    )
+    assert response.status_code == 303
+    assert parse_qs(urlsplit(response.headers["location"]).query)["namespace"] == [seeded]
+    assert client.get(seeded, "gamma") is None
+    assert client.get(seeded, "alpha") is not None
+
+
+def test_cookie_session_reset_needs_a_same_origin_request(api: Any, seeded: str, client: Any) -> None:
+    api.cookies.set("_token", _token(api, "admin"))
+    try:
+        cross = api.post("/mooncat/reset", data={"namespace": seeded, "key": "alpha"},
+                         headers={"Origin": "http://evil.example"}, follow_redirects=False)
+        assert cross.status_code == 403
+        assert client.get(seeded, "alpha") is not None
+        same = api.post("/mooncat/reset", data={"namespace": seeded, "key": "alpha"},
+                        headers={"Origin": "http://localhost:8080"}, follow_redirects=False)
+        assert same.status_code == 303
+        assert client.get(seeded, "alpha") is None
+    finally:
+        api.cookies.clear()
+
+
+def test_task_instance_links_to_its_checkpoint(namespace: str, marker: Path) -> None:
+    run = run_dag(mc_basic.mc_basic, {"ns": namespace, "marker": str(marker)})
+    link = xcom(run, "work", key="_link_CheckpointLink")
+    parts = urlsplit(link)
+    assert parts.path == "/mooncat/"
+    assert parse_qs(parts.query) == {"namespace": [namespace], "key": ["basic/one"]}
+
+
+def test_plugin_registers_the_app_and_a_menu_entry() -> None:
+    from airflow import plugins_manager
+
+    apps, _ = plugins_manager.get_fastapi_plugins()
+    assert any(app["url_prefix"] == "/mooncat" for app in apps)
+    plugin = next(p for p in plugins_manager._get_plugins()[0] if p.name == "mooncat_checkpoint")
+    assert plugin.external_views[0]["href"] == "/mooncat/"
