@@ -175,9 +175,15 @@ def record_from_dict(data: Any, location: str) -> Checkpoint:
     )
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (JavaScript's JSON.parse rejects it)")
+
+
 def record_from_text(text: str | bytes, location: str) -> Checkpoint:
     try:
-        data = json.loads(text)
+        # Python's parser accepts NaN and Infinity; such a file is unreadable for TypeScript and
+        # could not be written back, so it is reported like any other unparsable record.
+        data = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise CorruptRecordError(location, f"not valid JSON ({exc})") from None
     return record_from_dict(data, location)

@@ -251,7 +251,8 @@ class FileBackend:
         source = Path(location)
         if source.parent != self.root / namespace or not source.name.endswith(RECORD_SUFFIX):
             raise LookupError(f"{location} is not a record file of namespace {namespace!r}")
-        target = source.with_name(f"{source.name}.{int(time.time())}{QUARANTINE_SUFFIX}")
+        # Unique per call: quarantining the same record twice must keep both copies.
+        target = source.with_name(f"{source.name}.{int(time.time())}.{os.urandom(4).hex()}{QUARANTINE_SUFFIX}")
         with self._lock(namespace).hold([_stripe(source.name[: -len(RECORD_SUFFIX)])]):
             os.replace(source, target)
         _sync_directory(source.parent)
