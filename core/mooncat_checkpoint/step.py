@@ -181,7 +181,13 @@ class Step(_StepState):
         if self.skipped or self.finished:
             return
         if exc is None:
-            self.complete(self.value, self.result_ref)
+            try:
+                self.complete(self.value, self.result_ref)
+            except BaseException as error:
+                # A value that cannot be stored must not leave the claim held (and heartbeating) forever.
+                if not self.finished:
+                    self.__exit__(type(error), error, None)
+                raise
         elif isinstance(exc, Exception) and self.on_error == "fail" and not isinstance(exc, LeaseLostError):
             self.record_failure(f"{type(exc).__name__}: {exc}")
         else:
@@ -266,7 +272,12 @@ class AsyncStep(_StepState):
         if self.skipped or self.finished:
             return
         if exc is None:
-            await self.complete(self.value, self.result_ref)
+            try:
+                await self.complete(self.value, self.result_ref)
+            except BaseException as error:
+                if not self.finished:  # as in Step: never leave an unstorable value's claim held
+                    await self.__aexit__(type(error), error, None)
+                raise
         elif isinstance(exc, Exception) and self.on_error == "fail" and not isinstance(exc, LeaseLostError):
             await self.record_failure(f"{type(exc).__name__}: {exc}")
         else:
