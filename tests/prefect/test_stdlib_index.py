@@ -1,0 +1,65 @@
+"""The resumable stdlib-index pipeline in flows/: a rerun skips everything, a partial run is resumed."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from mooncat_checkpoint import CheckpointClient
+
+FLOW_FILE = Path(__file__).resolve().parents[2] / "flows" / "stdlib_index.py"
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("stdlib_index", FLOW_FILE)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["stdlib_index"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def source_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "lib"
+    (root / "pkg").mkdir(parents=True)
+    (root / "site-packages").mkdir()
+    (root / "a.py").write_text("import os\nfrom sys import path\n\nclass A:\n    def f(self):\n        pass\n")
+    (root / "b.py").write_text("async def g():\n    def inner():\n        pass\n")
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "copy_of_a.py").write_text((root / "a.py").read_text())  # same content, same key
+    (root / "pkg" / "broken.py").write_text("def oops(:\n")
+    (root / "site-packages" / "ignored.py").write_text("import this\n")
+    (root / "notes.txt").write_text("not python")
+    return root
+
+
+def test_key_scheme_is_the_documented_one(pipeline: ModuleType) -> None:
+    assert pipeline.NAMESPACE == "stdlib-index"
+    assert pipeline.content_key(b"") == "sha256:" + hashlib.sha256(b"").hexdigest()
+
+
+def test_rerun_skips_every_file_and_partial_runs_resume(
+    pipeline: ModuleType, source_tree: Path, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    partial = pipeline.stdlib_index(root=str(source_tree), url=store_url, limit=2)
+    assert partial["indexed"] == 2 and partial["skipped"] == 0
+
+    full = pipeline.stdlib_index(root=str(source_tree), url=store_url)
+    # 5 files, 4 distinct contents; the 2 from the interrupted run are not indexed again.
+    assert (full["files"], full["indexed"], full["skipped"], full["failed"]) == (5, 2, 2, 0)
+    assert (full["functions"], full["classes"], full["imports"]) == (2 * 1 + 2, 2 * 1, 2 * 2)
+    assert full["unparsable"] == [str(source_tree / "pkg" / "broken.py")]
+
+    again = pipeline.stdlib_index(root=str(source_tree), url=store_url)
+    assert (again["indexed"], again["skipped"], again["failed"]) == (0, 4, 0)
+    assert "0 indexed now, 4 skipped (already done)" in caplog.text
+
+    with CheckpointClient(store_url) as client:
+        key = pipeline.content_key((source_tree / "b.py").read_bytes())
+        assert client.get("stdlib-index", key).result == {"functions": 2, "classes": 0, "imports": 0}
