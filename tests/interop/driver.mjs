@@ -13,8 +13,8 @@
 //   {"op": "get", "ns", "key"}        {"op": "reset", "ns", "key"}
 //   {"op": "list", "ns", "status"?}   {"op": "gc", "olderThan"?}
 //   {"op": "segments", "keys": [...]}        -> safeKeySegment of each key
-//   {"op": "checkNamespace", "ns"}            -> true, or the TS validation error
-//   {"op": "stringify", "value"}              -> {"pretty": JSON.stringify(v, null, 2), "compact": ...}
+//   {"op": "namespacesValid", "names": [...]} -> whether TS accepts each as a namespace
+//   {"op": "stringify", "values": [...]}      -> [{"pretty": JSON.stringify(v, null, 2), "compact": ...}]
 //   {"op": "waitPast", "ms"}                  -> waits until Date.now() > ms (lease expiry)
 // A "leaseToken" of {"from": i} means the leaseToken returned by op number i of this batch.
 
@@ -82,11 +82,17 @@ async function run(op) {
       return client.gc(op.olderThan === undefined ? {} : { olderThan: op.olderThan });
     case "segments":
       return op.keys.map((key) => safeKeySegment(key));
-    case "checkNamespace":
-      assertNamespace(op.ns);
-      return true;
+    case "namespacesValid":
+      return op.names.map((name) => {
+        try {
+          assertNamespace(name);
+          return true;
+        } catch {
+          return false;
+        }
+      });
     case "stringify":
-      return { pretty: JSON.stringify(op.value, null, 2), compact: JSON.stringify(op.value) };
+      return op.values.map((v) => ({ pretty: JSON.stringify(v, null, 2), compact: JSON.stringify(v) }));
     case "waitPast":
       while (Date.now() <= op.ms) await new Promise((resolve) => setTimeout(resolve, 2));
       return Date.now();
