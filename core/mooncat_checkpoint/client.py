@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -413,6 +414,19 @@ class AsyncCheckpointClient:
             self._backend = open_async_backend(self._core.location, self._core.durability)
         return self._backend
 
+    async def _ready(self) -> AsyncBackend:
+        """The backend, opened off the event loop: opening SQLite may wait on another writer's lock."""
+        if self._backend is None:
+            location, durability = self._core.location, self._core.durability
+            sync = None if location.scheme == "postgresql" else await asyncio.to_thread(
+                open_backend, location, durability
+            )
+            if self._backend is None:
+                self._backend = open_async_backend(location, durability, sync)
+            elif sync is not None:  # another task opened it meanwhile
+                await asyncio.to_thread(sync.close)
+        return self._backend
+
     def __getstate__(self) -> dict[str, Any]:
         return {"core": self._core}
 
@@ -421,7 +435,7 @@ class AsyncCheckpointClient:
         self._backend = None
 
     async def _run(self, plan: Plan) -> Any:
-        backend = self.backend
+        backend = await self._ready()
         claim_once = getattr(backend, "claim_once", None)
         if plan.claim_args is not None and claim_once is not None:
             return await claim_once(plan.namespace, plan.segment, *plan.claim_args)
@@ -456,7 +470,7 @@ class AsyncCheckpointClient:
 
     async def get(self, ns: str, key: str) -> Checkpoint | None:
         namespace, segment = self._core.target(ns, key)
-        record = await self.backend.read(namespace, segment)
+        record = await (await self._ready()).read(namespace, segment)
         if record is not None and record.key != key:
             from .errors import KeyConflictError
 
@@ -465,7 +479,7 @@ class AsyncCheckpointClient:
 
     async def get_many(self, ns: str, keys: Iterable[str]) -> dict[str, Checkpoint]:
         namespace, segments = self._core.get_many(ns, keys)
-        found = await self.backend.read_many(namespace, list(set(segments.values())))
+        found = await (await self._ready()).read_many(namespace, list(set(segments.values())))
         return {
             key: record for key, segment in segments.items()
             if (record := found.get(segment)) is not None and record.key == key
@@ -476,12 +490,12 @@ class AsyncCheckpointClient:
 
     async def list(self, ns: str, status: Status | str | None = None) -> list[Checkpoint]:
         namespace, wanted = self._core.list_args(ns, status)
-        return self._core.ordered([item async for item in self.backend.scan(namespace, wanted)])
+        return self._core.ordered([item async for item in (await self._ready()).scan(namespace, wanted)])
 
     async def _sweep(self, namespace: str | None, pick: Callable[[Checkpoint, int], bool],
                      transition: Transition[bool]) -> int:
         chosen = None if namespace is None else check_namespace(namespace)
-        backend = self.backend
+        backend = await self._ready()
         namespaces = [chosen] if chosen is not None else await backend.namespaces()
         count = 0
         for ns in namespaces:
@@ -508,7 +522,7 @@ class AsyncCheckpointClient:
         plans = self._core.claim_many(ns, keys, owner_run_id, lease_ms)
         if not plans:
             return {}
-        backend = self.backend
+        backend = await self._ready()
         namespace = plans[0][1].namespace
         snapshot = await backend.read_many(namespace, [plan.segment for _, plan in plans])
         answers, pending = self._core.answer_from(plans, snapshot, await backend.now_ms())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, TypeVar, cast, get_args
 
@@ -111,7 +112,12 @@ class CheckpointMixin:
         if not (isinstance(checkpoint_key, str) and checkpoint_key) and not callable(checkpoint_key):
             raise ValueError("checkpoint key must be a non-empty string template or a callable")
         super().__init__(**kwargs)
-        self.checkpoint_key: KeySpec = checkpoint_key
+        # Airflow calls callables found in template fields with the template context, so a key
+        # function is kept out of the templated attribute and applied after rendering.
+        self._checkpoint_key_fn: Callable[[dict[str, Any]], str] | None = (
+            None if isinstance(checkpoint_key, str) else checkpoint_key
+        )
+        self.checkpoint_key: str | None = checkpoint_key if isinstance(checkpoint_key, str) else None
         # Template rendering overwrites checkpoint_key in place; the mapped-task check needs the
         # spelling the DAG author wrote.
         self._checkpoint_key_spec: KeySpec = checkpoint_key
@@ -139,7 +145,7 @@ class CheckpointMixin:
 
     def resolve_checkpoint_key(self, context: Context) -> str:
         """Turn the (already Jinja-rendered) key spec into the key this task instance claims."""
-        spec = self.checkpoint_key
+        spec: KeySpec = self._checkpoint_key_fn or self.checkpoint_key or ""
         call = self.checkpoint_call()
         if call is not None and (callable(spec) or "{" in spec):
             from mooncat_checkpoint import render_key
@@ -451,10 +457,18 @@ def checkpointed(operator_class: type[OperatorT]) -> type[OperatorT]:
         return cast("type[OperatorT]", existing)
     name = f"Checkpointed{operator_class.__name__}"
     links = (*tuple(operator_class.operator_extra_links), CheckpointLink())
+
+    def __init__(self: Any, **kwargs: Any) -> None:
+        CheckpointMixin.__init__(self, **kwargs)
+
+    # Airflow's operator metaclass only wraps an __init__ the class defines itself, and it needs the
+    # outermost one wrapped; the mixin's signature lets default_args supply checkpoint_* arguments too.
+    __init__.__signature__ = inspect.signature(CheckpointMixin.__init__)  # type: ignore[attr-defined]
     namespace: dict[str, Any] = {
         "__module__": __name__,
         "__qualname__": name,
         "__doc__": f"{operator_class.__name__} run under a mooncat checkpoint.",
+        "__init__": __init__,
         "template_fields": (*operator_class.template_fields, *CheckpointMixin.checkpoint_template_fields),
         "operator_extra_links": links,
     }

@@ -1,0 +1,92 @@
+"""The example DAGs in ``dags/`` run under ``dag.test()``, and a rerun skips everything."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import checkpoint_examples
+import pytest
+import stdlib_index
+import wait_for_ts_export
+from support import run_dag, ti_states, xcom
+
+FILES = {
+    "a.py": "import os\nfrom sys import path\n\ndef f():\n    def g():\n        pass\n\nclass C:\n    async def m(self):\n        pass\n",
+    "pkg/__init__.py": "",
+    "pkg/copy_of_empty.py": "",
+    "pkg/broken.py": "def oops(:\n",
+    "pkg/b.py": "class A: pass\nclass B(A): pass\nimport json\n",
+    "pkg/__pycache__/ignored.py": "def ignored(): pass\n",
+    "notes.txt": "not python\n",
+}
+
+
+@pytest.fixture
+def source_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    for name, text in FILES.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+def key_of(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_stdlib_index_skips_keys_finished_elsewhere_and_reruns_skip_everything(
+    source_tree: Path, client: Any
+) -> None:
+    # As if the Prefect flow (same namespace, key and result scheme) had already indexed b.py.
+    b_key = key_of(FILES["pkg/b.py"])
+    claim = client.claim("stdlib-index", b_key, owner_run_id="prefect-run")
+    client.done("stdlib-index", b_key, claim.lease_token, {"functions": 0, "classes": 2, "imports": 1})
+
+    dag = stdlib_index.stdlib_index()
+    first = run_dag(dag, {"root": str(source_tree)})
+    assert str(first.state) == "success"
+    planned = xcom(first, "plan")
+    assert planned["skipped"] == 1
+    # Five .py files, four distinct contents (two are empty), b.py already done.
+    assert sorted(item["name"] for item in planned["todo"]) == ["a.py", "pkg/__init__.py", "pkg/broken.py"]
+    summary = xcom(first, "summarize")
+    assert summary["files"] == 5
+    assert summary["contents"] == 4
+    assert summary["missing"] == 0
+    assert (summary["functions"], summary["classes"], summary["imports"]) == (3, 3, 3)
+    assert summary["unparsable"] == [str(source_tree / "pkg" / "broken.py")]
+
+    a_record = client.get("stdlib-index", key_of(FILES["a.py"]))
+    assert a_record.result == {"functions": 3, "classes": 1, "imports": 2}
+    assert client.get("stdlib-index", b_key).owner_run_id == "prefect-run"
+    assert "SyntaxError" in client.get("stdlib-index", key_of(FILES["pkg/broken.py"])).result["error"]
+
+    second = run_dag(dag, {"root": str(source_tree)})
+    assert str(second.state) == "success"
+    assert xcom(second, "plan")["todo"] == []
+    assert xcom(second, "summarize") == {**summary, "skipped": 4}
+
+
+def test_checkpoint_examples_second_run_does_nothing_again() -> None:
+    first = run_dag(checkpoint_examples.dag)
+    assert str(first.state) == "success"
+    assert xcom(first, "export") == "exported 2024-01-02"
+    assert xcom(first, "report") == "2024-01-02: EURUSD 1.09"
+
+    second = run_dag(checkpoint_examples.dag)
+    states = ti_states(second)
+    assert states[("fetch_rates", -1)] == "success"
+    assert states[("export", -1)] == "skipped"
+    assert states[("report", -1)] == "success"
+    assert xcom(second, "fetch_rates")["day"] == "2024-01-02"
+
+
+def test_wait_for_ts_export_hands_the_result_on(client: Any) -> None:
+    claim = client.claim("ts-jobs", "export/2024-01-02", owner_run_id="ts-exporter")
+    client.done("ts-jobs", "export/2024-01-02", claim.lease_token, {"rows": 10, "file": "day.csv"})
+    run = run_dag(wait_for_ts_export.wait_for_ts_export())
+    assert str(run.state) == "success"
+    assert xcom(run, "publish") == "publishing 10 rows from day.csv"
