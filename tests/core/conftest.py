@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from core_support import SHARED_STORES, STORE_URLS, FakeClock, install_clock
-
 from mooncat_checkpoint import CheckpointClient
 
 

@@ -11,9 +11,7 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
-import pytest
 from core_support import store_files
-
 from mooncat_checkpoint import CheckpointClient, Status
 from mooncat_checkpoint.config import parse_url
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from core_support import store_files
-
 from mooncat_checkpoint import CheckpointClient, KeyConflictError, Status, storage_segment
 
 

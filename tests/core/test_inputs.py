@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mooncat_checkpoint import CheckpointClient, InvalidArgumentError, Status
 from mooncat_checkpoint.config import parse_url
 

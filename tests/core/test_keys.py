@@ -6,7 +6,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from mooncat_checkpoint import (
     CheckpointClient,
     InvalidArgumentError,

@@ -17,7 +17,6 @@ import hypothesis.strategies as st
 from core_support import STORE_URLS, FakeClock, install_clock
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
-
 from mooncat_checkpoint import Checkpoint, CheckpointClient, LeaseLostError, Status
 
 NAMESPACES = ("alpha", "beta")

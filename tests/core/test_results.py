@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from core_support import store_files
-
 from mooncat_checkpoint import (
     MAX_INLINE_RESULT_BYTES,
     Checkpoint,
