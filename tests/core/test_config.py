@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from mooncat_checkpoint import CheckpointClient, ConfigError, resolve_url
 from mooncat_checkpoint.config import CONFIG_FILE_NAME, DEFAULT_URL, ENV_VAR, parse_url
 
@@ -84,7 +83,7 @@ def test_an_unreadable_config_file_is_an_error_not_a_silent_default(project: Pat
     with pytest.raises(ConfigError, match=CONFIG_FILE_NAME):
         CheckpointClient()
     _write_config(project / "a", 42)
-    with pytest.raises(ConfigError, match="backend.url"):
+    with pytest.raises(ConfigError, match=r"backend\.url"):
         CheckpointClient()
 
 
