@@ -5,9 +5,11 @@ Public API (everything else here is private):
 - ``require_node()``: make sure Node, npm and the npm packages are ready, and return the install
   folder. When they cannot be had, the calling test is skipped, except when the environment variable
   ``CI`` is set: there a skipped interop test would hide a broken pipeline, so the test fails.
-- ``ts_run(url, ops)``: run a list of operations through one ``CheckpointClient`` of the TS package
-  in one Node process, and return one result per operation (records as TS returns them: camelCase
-  dicts). See ``tests/interop/driver.mjs`` for the operation names and their arguments.
+- ``ts_run(url, ops, cwd=None, env=None)``: run a list of operations through one ``CheckpointClient``
+  of the TS package in one Node process, and return one result per operation (records as TS returns
+  them: camelCase dicts). ``url=None`` lets TS resolve the store itself (environment, config file,
+  default) from ``cwd``; ``env`` adds variables for Node, a ``None`` value removes one. See
+  ``tests/interop/driver.mjs`` for the operation names and their arguments.
 - ``ts_segments(keys)``: TS's storage segment (``safeKeySegment``) of each key, in one Node call.
 - ``TsError``: an operation that threw inside Node. An op with ``"raises": True`` returns its
   ``TsError`` instead of failing the call; any other op that throws makes ``ts_run`` raise it.
@@ -23,6 +25,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +85,14 @@ def require_node() -> Path:
     return _ready_dir
 
 
-def ts_run(url: str, ops: list[dict[str, Any]]) -> list[Any]:
+def ts_run(
+    url: str | None,
+    ops: list[dict[str, Any]],
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str | None] | None = None,
+) -> list[Any]:
     """Run `ops` in order against the store at `url` with the TS client; one result per op."""
-    answers = _drive({"url": url, "ops": ops})
+    answers = _drive({"url": url, "ops": ops}, cwd, env or {})
     results: list[Any] = []
     for index, (op, answer) in enumerate(zip(ops, answers, strict=True)):
         if "error" in answer:
@@ -109,13 +117,17 @@ def ts_segments(keys: list[str]) -> list[str]:
 # ---- running the driver ----
 
 
-def _drive(request: dict[str, Any]) -> list[dict[str, Any]]:
+def _drive(request: dict[str, Any], cwd: str | os.PathLike[str] | None, env: Mapping[str, str | None]) -> list[Any]:
     folder = require_node()
+    node_env = {name: value for name, value in os.environ.items() if name not in env}
+    node_env.update({name: value for name, value in env.items() if value is not None})
     # ensure_ascii: lone surrogates and odd code points travel as escapes, never as raw bytes.
     payload = json.dumps(request, ensure_ascii=True)
     proc = subprocess.run(
         ["node", str(DRIVER), str(folder)],
         input=payload.encode("ascii"),
+        cwd=cwd,
+        env=node_env,
         capture_output=True,
         timeout=_RUN_TIMEOUT_S,
         check=False,

@@ -37,7 +37,7 @@ def resolve_url(explicit: str | None = None, cwd: str | os.PathLike[str] | None 
             raise ConfigError(f"store URL must be a non-empty string, got {explicit!r}")
         return ResolvedUrl(explicit, "argument", here)
     from_env = os.environ.get(ENV_VAR, "")
-    if from_env.strip():  # an empty value counts as unset, as in TypeScript
+    if from_env:  # only an empty value counts as unset, as in TypeScript; a blank one is a bad URL
         return ResolvedUrl(from_env, f"env {ENV_VAR}", here)
     found = find_config(here)
     if found is not None:

@@ -2,7 +2,8 @@
 // answer per operation: {"ok": value} or {"error": {"name", "message"}}.
 //
 // Usage: node driver.mjs <folder holding node_modules>   (request on stdin)
-// Request: {"url": "file:///abs/dir" | "sqlite:///abs/db" | "memory://", "ops": [op, ...]}
+// Request: {"url": "file:///abs/dir" | "sqlite:///abs/db" | "memory://" | null, "ops": [op, ...]}
+// (null: TS resolves the store from its environment, config file and working directory)
 //
 // Ops (arguments are the TS client's, camelCase):
 //   {"op": "claim", "ns", "key", "ownerRunId"?, "leaseMs"?}
@@ -33,8 +34,20 @@ const { CheckpointClient } = await import(pathToFileURL(join(dist, "index.js")).
 const { safeKeySegment, assertNamespace } = await import(pathToFileURL(join(dist, "sanitize.js")).href);
 
 const request = JSON.parse(readFileSync(0, "utf8"));
-const client = new CheckpointClient({ url: request.url });
+// A store TS cannot open fails every op that needs it, each with TS's own error.
+let client = null;
+let clientError = null;
+try {
+  client = new CheckpointClient({ url: request.url });
+} catch (e) {
+  clientError = e;
+}
 const answers = [];
+
+function store() {
+  if (clientError) throw clientError;
+  return client;
+}
 
 function token(op) {
   const t = op.leaseToken;
@@ -52,34 +65,34 @@ async function run(op) {
       const opts = {};
       if (op.ownerRunId !== undefined) opts.ownerRunId = op.ownerRunId;
       if (op.leaseMs !== undefined) opts.leaseMs = op.leaseMs;
-      return client.claim(op.ns, op.key, opts);
+      return store().claim(op.ns, op.key, opts);
     }
     case "touch": {
       const opts = { leaseToken: token(op) };
       if (op.extendMs !== undefined) opts.extendMs = op.extendMs;
-      return client.touch(op.ns, op.key, opts);
+      return store().touch(op.ns, op.key, opts);
     }
     case "done": {
       const opts = { leaseToken: token(op) };
       if ("result" in op) opts.result = op.result;
       if ("resultRef" in op) opts.resultRef = op.resultRef;
-      return client.done(op.ns, op.key, opts);
+      return store().done(op.ns, op.key, opts);
     }
     case "abandon":
-      return client.abandon(op.ns, op.key, { leaseToken: token(op) });
+      return store().abandon(op.ns, op.key, { leaseToken: token(op) });
     case "abandonOwned": {
       const opts = { ownerRunId: op.ownerRunId };
       if (op.namespace !== undefined) opts.namespace = op.namespace;
-      return client.abandonOwned(opts);
+      return store().abandonOwned(opts);
     }
     case "get":
-      return client.get(op.ns, op.key);
+      return store().get(op.ns, op.key);
     case "reset":
-      return client.reset(op.ns, op.key);
+      return store().reset(op.ns, op.key);
     case "list":
-      return client.list(op.ns, op.status === undefined ? {} : { status: op.status });
+      return store().list(op.ns, op.status === undefined ? {} : { status: op.status });
     case "gc":
-      return client.gc(op.olderThan === undefined ? {} : { olderThan: op.olderThan });
+      return store().gc(op.olderThan === undefined ? {} : { olderThan: op.olderThan });
     case "segments":
       return op.keys.map((key) => safeKeySegment(key));
     case "namespacesValid":
@@ -111,6 +124,6 @@ try {
     }
   }
 } finally {
-  await client.close();
+  await client?.close();
 }
 process.stdout.write(JSON.stringify(answers));
