@@ -43,6 +43,23 @@ class Checkpoint:
     # Compact JSON text of `result` as stored, so backends never encode a result twice.
     result_json: str | None = field(default=None, repr=False, compare=False)
 
+    @classmethod
+    def stored(
+        cls, namespace: str, key: str, status: Status, owner_run_id: str | None, lease_token: str | None,
+        lease_until: int | None, result: Any, result_ref: str | None, error: str | None, attempts: int,
+        created_at: int, updated_at: int, result_json: str | None,
+    ) -> Checkpoint:
+        """A record read back from a store, without extra fields: the same object the constructor makes,
+        built without the frozen dataclass's per-field `object.__setattr__` calls, since every read
+        of the rerun path pays for it."""
+        record = object.__new__(cls)
+        record.__dict__.update(
+            namespace=namespace, key=key, status=status, owner_run_id=owner_run_id, lease_token=lease_token,
+            lease_until=lease_until, result=result, result_ref=result_ref, error=error, attempts=attempts,
+            created_at=created_at, updated_at=updated_at, extra={}, result_json=result_json,
+        )
+        return record
+
     def to_dict(self) -> dict[str, Any]:
         """The record as the TypeScript package writes it (camelCase, its key order)."""
         out: dict[str, Any] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -12,7 +13,6 @@ from typing import Any, TypeVar
 from ..errors import CorruptRecordError
 from ..machine import Change, Transition
 from ..protocol import Checkpoint, CorruptRecord, Status
-from ..serialize import decode_result
 from .base import wall_clock_ms
 
 T = TypeVar("T")
@@ -45,16 +45,30 @@ BUSY_TIMEOUT_S = 60.0
 BATCH = 500
 
 
-def row_to_record(row: Sequence[Any], location: str) -> Checkpoint:
-    namespace, _segment, key, status, owner, token, until, result, ref, error, attempts, created, updated = row
-    try:
-        parsed_status = Status(status)
-    except ValueError:
-        raise CorruptRecordError(location, f"unknown status {status!r}") from None
-    return Checkpoint(
-        namespace=namespace, key=key, status=parsed_status, owner_run_id=owner, lease_token=token,
-        lease_until=until, result=decode_result(result, location), result_ref=ref, error=error,
-        attempts=attempts, created_at=created, updated_at=updated, result_json=result,
+_STATUSES = {status.value: status for status in Status}
+
+
+def row_location(db: str, namespace: str, segment: str) -> str:
+    return f"{db} checkpoints(namespace={namespace!r}, storage_key={segment!r})"
+
+
+def row_to_record(row: Sequence[Any], db: str) -> Checkpoint:
+    """A record from a row; `db` names the database in the error raised for an unreadable row.
+
+    This runs on every claim of the rerun path, so it builds nothing it does not return.
+    """
+    namespace, segment, key, status, owner, token, until, result, ref, error, attempts, created, updated = row
+    parsed_status = _STATUSES.get(status)
+    if parsed_status is None:
+        raise CorruptRecordError(row_location(db, namespace, segment), f"unknown status {status!r}")
+    value = None
+    if result is not None:
+        try:
+            value = json.loads(result)
+        except ValueError as exc:
+            raise CorruptRecordError(row_location(db, namespace, segment), f"result is not JSON ({exc})") from None
+    return Checkpoint.stored(
+        namespace, key, parsed_status, owner, token, until, value, ref, error, attempts, created, updated, result
     )
 
 
@@ -69,6 +83,7 @@ def record_to_row(segment: str, record: Checkpoint) -> tuple[Any, ...]:
 class SqliteBackend:
     def __init__(self, path: str | os.PathLike[str], durability: str = "full") -> None:
         self.path = Path(path)
+        self._db = str(self.path)
         self.fast = durability == "fast"
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,11 +122,11 @@ class SqliteBackend:
             self._local.sync = wanted
 
     def _location(self, namespace: str, segment: str) -> str:
-        return f"{self.path} checkpoints(namespace={namespace!r}, storage_key={segment!r})"
+        return row_location(self._db, namespace, segment)
 
     def _read_with(self, conn: sqlite3.Connection, namespace: str, segment: str) -> Checkpoint | None:
         row = conn.execute(SELECT_ONE, (namespace, segment)).fetchone()
-        return None if row is None else row_to_record(row, self._location(namespace, segment))
+        return None if row is None else row_to_record(row, self._db)
 
     def read(self, namespace: str, segment: str) -> Checkpoint | None:
         return self._read_with(self._conn(), namespace, segment)
@@ -128,7 +143,7 @@ class SqliteBackend:
                 (namespace, *chunk),
             ).fetchall()
             for row in rows:
-                found[row[1]] = row_to_record(row, self._location(namespace, row[1]))
+                found[row[1]] = row_to_record(row, self._db)
         return found
 
     def apply(self, namespace: str, segment: str, transition: Transition[T], durable: bool) -> T:
@@ -162,7 +177,7 @@ class SqliteBackend:
                 params += (status.value,)
             for row in conn.execute(sql, params):
                 try:
-                    yield row_to_record(row, self._location(namespace, row[1]))
+                    yield row_to_record(row, self._db)
                 except CorruptRecordError as exc:
                     yield CorruptRecord(namespace, exc.location, exc.reason)
         finally:
