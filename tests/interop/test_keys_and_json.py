@@ -5,6 +5,7 @@ thousands of comparisons cost one process start."""
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,15 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from interop_cases import KEYS, RESULTS
 from interop_node import ts_run, ts_segments
-from mooncat_checkpoint import Checkpoint, InvalidArgumentError, Status, storage_segment
+from mooncat_checkpoint import (
+    MAX_INLINE_RESULT_BYTES,
+    Checkpoint,
+    CheckpointClient,
+    CheckpointResultSerializationError,
+    InvalidArgumentError,
+    Status,
+    storage_segment,
+)
 from mooncat_checkpoint.keys import check_namespace
 from mooncat_checkpoint.serialize import encode_result, record_text
 
@@ -125,3 +134,29 @@ def test_result_and_record_text_equal_json_stringify(node_ready: Path) -> None:
     pretty_mismatches = [(r.result, ts["pretty"]) for r, ts in zip(records, answers[1], strict=True)
                          if record_text(r) != ts["pretty"]]
     assert pretty_mismatches == []
+
+
+def sized_result(total_bytes: int) -> dict[str, str]:
+    """A result whose compact JSON is exactly `total_bytes` UTF-8 bytes, with multi-byte and escaped text."""
+    prefix = "é" * 1000 + "\x01" * 10  # 2 bytes each, then 6 bytes each as \u0001
+    fixed_size = len(json.dumps({"s": prefix}, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    return {"s": prefix + "a" * (total_bytes - fixed_size)}
+
+
+def test_the_inline_limit_is_measured_like_ts(store_url: str, py: CheckpointClient) -> None:
+    at_limit, over = sized_result(MAX_INLINE_RESULT_BYTES), sized_result(MAX_INLINE_RESULT_BYTES + 1)
+    assert len((encode_result(at_limit) or "").encode("utf-8")) == MAX_INLINE_RESULT_BYTES
+    answers = ts_run(store_url, [
+        {"op": "claim", "ns": "limit", "key": "ts"},
+        {"op": "done", "ns": "limit", "key": "ts", "leaseToken": {"from": 0}, "result": over, "raises": True},
+        {"op": "done", "ns": "limit", "key": "ts", "leaseToken": {"from": 0}, "result": at_limit},
+    ])
+    assert "result" in answers[1].message and answers[2]["status"] == "done"
+
+    token = py.claim("limit", "py").lease_token
+    assert token is not None
+    with pytest.raises(CheckpointResultSerializationError):
+        py.done("limit", "py", token, result=over)
+    assert py.done("limit", "py", token, result=at_limit).status is Status.DONE
+    assert py.claim("limit", "ts").checkpoint.result == at_limit
+    assert ts_run(store_url, [{"op": "get", "ns": "limit", "key": "py"}])[0]["result"] == at_limit
