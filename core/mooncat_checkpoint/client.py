@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -348,12 +349,12 @@ class CheckpointClient:
         answers, pending = self._core.answer_from(plans, snapshot, backend.now_ms())
         if pending:
             values = backend.apply_many(namespace, [(p.segment, p.transition) for _, p in pending], False)
-            answers.update(zip([key for key, _ in pending], values))
+            answers.update(zip([key for key, _ in pending], values, strict=True))
         return {key: answers[key] for key, _ in plans}
 
     # ---- inspection and moving stores ----
 
-    def namespaces(self) -> list[str]:
+    def namespaces(self) -> builtins.list[str]:
         return self.backend.namespaces()
 
     def scan(self, ns: str, status: Status | str | None = None) -> Iterator[Checkpoint | CorruptRecord]:
@@ -528,7 +529,7 @@ class AsyncCheckpointClient:
         answers, pending = self._core.answer_from(plans, snapshot, await backend.now_ms())
         if pending:
             values = await backend.apply_many(namespace, [(p.segment, p.transition) for _, p in pending], False)
-            answers.update(zip([key for key, _ in pending], values))
+            answers.update(zip([key for key, _ in pending], values, strict=True))
         return {key: answers[key] for key, _ in plans}
 
     def astep(self, ns: str, key: str, **options: Any) -> AsyncStep:

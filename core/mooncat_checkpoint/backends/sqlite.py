@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -230,7 +231,5 @@ class _transaction:
         if exc is None:
             self.conn.execute("COMMIT")
             return
-        try:
+        with contextlib.suppress(sqlite3.Error):  # the original error is what the caller must see
             self.conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # the original error is what the caller must see
