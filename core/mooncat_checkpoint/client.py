@@ -26,6 +26,10 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Records deleted per transaction by gc and abandon_owned.
+SWEEP_CHUNK = 500
+
+
 class CorruptRecordWarning(UserWarning):
     """`list` met records it cannot read; they are reported here and by `mooncat-checkpoint doctor`."""
 
@@ -276,18 +280,33 @@ class CheckpointClient:
         namespace, wanted = self._core.list_args(ns, status)
         return self._core.ordered(self.backend.scan(namespace, wanted))
 
-    def gc(self, older_than: int = 0) -> int:
+    def gc(self, older_than: int = 0, *, namespace: str | None = None) -> int:
+        """Delete claims whose lease ended at least `older_than` ms ago, in one namespace or all of them."""
         grace = self._core.older_than(older_than)
+        return self._sweep(
+            namespace, lambda r, now: machine.lease_expired(r, now, grace), machine.collect(grace)
+        )
+
+    def _sweep(self, namespace: str | None, pick: Callable[[Checkpoint, int], bool],
+               transition: Transition[bool]) -> int:
+        """Stream claimed records and delete the picked ones a chunk at a time: memory stays flat however
+        large the namespace, and SQLite pays one transaction per chunk. Each deletion is re-decided by the
+        transition under the store's lock, so a record claimed again meanwhile is kept."""
+        chosen = None if namespace is None else check_namespace(namespace)
         backend = self.backend
+        namespaces = [chosen] if chosen is not None else backend.namespaces()
         count = 0
-        for namespace in backend.namespaces():
+        for ns in namespaces:
             now = backend.now_ms()
-            expired = [
-                r for r in backend.scan(namespace, Status.CLAIMED)
-                if isinstance(r, Checkpoint) and machine.lease_expired(r, now, grace)
-            ]
-            for record in expired:
-                count += self._run(self._core.collect_plan(record, machine.collect(grace)))
+            chunk: list[tuple[str, Transition[Any]]] = []
+            for record in backend.scan(ns, Status.CLAIMED):
+                if isinstance(record, Checkpoint) and pick(record, now):
+                    chunk.append((storage_segment(record.key), machine.for_key(ns, record.key, transition)))
+                    if len(chunk) >= SWEEP_CHUNK:
+                        count += sum(backend.apply_many(ns, chunk, False))
+                        chunk = []
+            if chunk:
+                count += sum(backend.apply_many(ns, chunk, False))
         return count
 
     def close(self) -> None:
@@ -312,18 +331,9 @@ class CheckpointClient:
     def abandon_owned(self, owner_run_id: str, namespace: str | None = None) -> int:
         if not isinstance(owner_run_id, str) or not owner_run_id:
             raise InvalidArgumentError(f"owner_run_id must be a non-empty string, got {owner_run_id!r}")
-        chosen = None if namespace is None else check_namespace(namespace)
-        backend = self.backend
-        namespaces = [chosen] if chosen is not None else backend.namespaces()
-        count = 0
-        for ns in namespaces:
-            owned = [
-                r for r in backend.scan(ns, Status.CLAIMED)
-                if isinstance(r, Checkpoint) and r.owner_run_id == owner_run_id
-            ]
-            for record in owned:
-                count += self._run(self._core.collect_plan(record, machine.abandon_owned(owner_run_id)))
-        return count
+        return self._sweep(
+            namespace, lambda r, now: r.owner_run_id == owner_run_id, machine.abandon_owned(owner_run_id)
+        )
 
     # ---- batches ----
 
@@ -501,14 +511,22 @@ class AsyncCheckpointClient:
         count = 0
         for ns in namespaces:
             now = await backend.now_ms()
-            chosen = [r async for r in backend.scan(ns, Status.CLAIMED) if isinstance(r, Checkpoint) and pick(r, now)]
-            for record in chosen:
-                count += await self._run(self._core.collect_plan(record, transition))
+            chunk: list[tuple[str, Transition[Any]]] = []
+            async for record in backend.scan(ns, Status.CLAIMED):
+                if isinstance(record, Checkpoint) and pick(record, now):
+                    chunk.append((storage_segment(record.key), machine.for_key(ns, record.key, transition)))
+                    if len(chunk) >= SWEEP_CHUNK:
+                        count += sum(await backend.apply_many(ns, chunk, False))
+                        chunk = []
+            if chunk:
+                count += sum(await backend.apply_many(ns, chunk, False))
         return count
 
-    async def gc(self, older_than: int = 0) -> int:
+    async def gc(self, older_than: int = 0, *, namespace: str | None = None) -> int:
         grace = self._core.older_than(older_than)
-        return await self._sweep(None, lambda r, now: machine.lease_expired(r, now, grace), machine.collect(grace))
+        return await self._sweep(
+            namespace, lambda r, now: machine.lease_expired(r, now, grace), machine.collect(grace)
+        )
 
     async def abandon_owned(self, owner_run_id: str, namespace: str | None = None) -> int:
         if not isinstance(owner_run_id, str) or not owner_run_id:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -16,6 +17,7 @@ T = TypeVar("T")
 
 Durability = str  # "full" or "fast"
 DURABILITY_MODES = ("full", "fast")
+SCAN_PAGE = 1000
 
 
 def wall_clock_ms() -> int:
@@ -102,15 +104,30 @@ class ThreadedAsyncBackend:
         return await asyncio.to_thread(self.sync.apply_many, namespace, items, durable)
 
     async def scan(self, namespace: str, status: Status | None = None) -> AsyncIterator[Checkpoint | CorruptRecord]:
-        items = await asyncio.to_thread(lambda: list(self.sync.scan(namespace, status)))
-        for item in items:
-            yield item
+        # A page at a time, so a large namespace never sits in memory whole; the worker threads take
+        # turns advancing one iterator, never two at once.
+        items = self.sync.scan(namespace, status)
+        try:
+            while True:
+                page = await asyncio.to_thread(_next_page, items, SCAN_PAGE)
+                for item in page:
+                    yield item
+                if len(page) < SCAN_PAGE:
+                    return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                await asyncio.to_thread(close)
 
     async def namespaces(self) -> list[str]:
         return await asyncio.to_thread(self.sync.namespaces)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.sync.close)
+
+
+def _next_page(items: Iterator[T], size: int) -> list[T]:
+    return list(itertools.islice(items, size))
 
 
 def fresh_copy(record: Checkpoint) -> Checkpoint:

@@ -169,7 +169,8 @@ class SqliteBackend:
 
     def scan(self, namespace: str, status: Status | None = None) -> Iterator[Checkpoint | CorruptRecord]:
         # A separate connection: the cursor streams while the caller may write through its own.
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        # Not bound to one thread: an async scan advances it from whichever worker thread is free.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         try:
             sql = f"SELECT {COLUMNS} FROM checkpoints WHERE namespace=?"
             params: tuple[Any, ...] = (namespace,)
