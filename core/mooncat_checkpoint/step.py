@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import heapq
 import inspect
@@ -238,10 +239,8 @@ class AsyncStep(_StepState):
         self.finished = True
         if self._beat is not None:
             self._beat.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._beat
-            except (asyncio.CancelledError, Exception):
-                pass
             self._beat = None
         return token
 

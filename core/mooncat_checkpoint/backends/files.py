@@ -8,6 +8,7 @@ listing can mistake a lock or a temporary file for a record.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -182,10 +183,8 @@ class FileBackend:
         if change.put is not None:
             self._write(path, record_text(change.put).encode("utf-8"), change.durable and self.sync_writes)
         elif change.delete:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-            except FileNotFoundError:
-                pass
         return change.value
 
     def _write(self, path: Path, data: bytes, sync: bool) -> None:
@@ -205,10 +204,8 @@ class FileBackend:
                 os.close(fd)
             os.replace(temp, path)
         except BaseException:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
-            except FileNotFoundError:
-                pass
             raise
         if sync:
             _sync_directory(path.parent)
