@@ -146,9 +146,13 @@ def test_unknown_fields_of_a_ts_record_survive_python_rewrites(tmp_path: Path, n
     assert touched is not None and touched.status is Status.CLAIMED
     assert finished.status is Status.DONE and failed.status is Status.FAILED
 
-    for key in ("touched", "finished", "failed"):
-        on_disk = json.loads(record_path(url, NS, key).read_bytes())
+    rewritten = {key: record_path(url, NS, key).read_bytes() for key in ("touched", "finished", "failed")}
+    for key, data in rewritten.items():
+        on_disk = json.loads(data)
         assert {name: on_disk[name] for name in extra} == extra, key
+    # In the bytes TS itself would write for that content: extras after the known fields, where TS keeps them.
+    [printed] = ts_run(url, [{"op": "stringify", "values": [json.loads(data) for data in rewritten.values()]}])
+    assert [p["pretty"].encode("utf-8") for p in printed] == list(rewritten.values())
     # TS's own next rewrite (a done over Python's touch) keeps them too, and TS reads them back.
     done, got = ts_run(url, [
         {"op": "done", "ns": NS, "key": "touched", "leaseToken": tokens["touched"], "result": 2},
