@@ -11,7 +11,6 @@ from typing import Any
 
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, task
-
 from mooncat_airflow import CheckpointOperator, checkpointed
 
 NAMESPACE = "examples"

@@ -95,8 +95,10 @@ def stdlib_index() -> None:
             for key, paths in paths_by_key.items()
             if key not in done
         ]
-        print(f"{len(sources)} files under {base}, {len(paths_by_key)} distinct contents: "
-              f"{len(done)} already indexed, {len(todo)} to index")
+        print(
+            f"{len(sources)} files under {base}, {len(paths_by_key)} distinct contents: "
+            f"{len(done)} already indexed, {len(todo)} to index"
+        )
         return {"todo": todo, "paths_by_key": paths_by_key, "skipped": len(done)}
 
     @task
@@ -151,8 +153,10 @@ def stdlib_index() -> None:
             **{field: totals[field] for field in ("functions", "classes", "imports")},
             "unparsable": sorted(unparsable),
         }
-        print(f"totals: {summary['functions']} functions, {summary['classes']} classes, "
-              f"{summary['imports']} import statements; {len(unparsable)} files do not parse")
+        print(
+            f"totals: {summary['functions']} functions, {summary['classes']} classes, "
+            f"{summary['imports']} import statements; {len(unparsable)} files do not parse"
+        )
         return summary
 
     planned = plan()

@@ -12,7 +12,6 @@ import datetime as dt
 from typing import Any
 
 from airflow.sdk import dag, task
-
 from mooncat_airflow import CheckpointSensor
 
 

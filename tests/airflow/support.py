@@ -19,7 +19,9 @@ def ti_states(dag_run: Any) -> dict[tuple[str, int], str | None]:
 
     with create_session() as session:
         tis = dag_run.get_task_instances(session=session)
-        return {(ti.task_id, ti.map_index): (str(getattr(ti.state, "value", ti.state)) if ti.state else None) for ti in tis}
+        return {
+            (ti.task_id, ti.map_index): (str(getattr(ti.state, "value", ti.state)) if ti.state else None) for ti in tis
+        }
 
 
 def xcom(dag_run: Any, task_id: str, map_index: int = -1, key: str = "return_value") -> Any:

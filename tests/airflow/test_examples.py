@@ -13,7 +13,10 @@ import wait_for_ts_export
 from support import run_dag, ti_states, xcom
 
 FILES = {
-    "a.py": "import os\nfrom sys import path\n\ndef f():\n    def g():\n        pass\n\nclass C:\n    async def m(self):\n        pass\n",
+    "a.py": (
+        "import os\nfrom sys import path\n\ndef f():\n    def g():\n        pass\n\n"
+        "class C:\n    async def m(self):\n        pass\n"
+    ),
     "pkg/__init__.py": "",
     "pkg/copy_of_empty.py": "",
     "pkg/broken.py": "def oops(:\n",
@@ -37,9 +40,7 @@ def key_of(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def test_stdlib_index_skips_keys_finished_elsewhere_and_reruns_skip_everything(
-    source_tree: Path, client: Any
-) -> None:
+def test_stdlib_index_skips_keys_finished_elsewhere_and_reruns_skip_everything(source_tree: Path, client: Any) -> None:
     # As if the Prefect flow (same namespace, key and result scheme) had already indexed b.py.
     b_key = key_of(FILES["pkg/b.py"])
     claim = client.claim("stdlib-index", b_key, owner_run_id="prefect-run")

@@ -154,7 +154,46 @@ def test_missing_connection_falls_back_to_the_library_resolution(monkeypatch: An
 def test_broken_store_url_fails_test_connection(monkeypatch: Any) -> None:
     from mooncat_airflow import CheckpointHook
 
-    monkeypatch.setenv("AIRFLOW_CONN_MOONCAT_BROKEN", json.dumps({"conn_type": "mooncat", "extra": {"url": "nope://x"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MOONCAT_BROKEN", json.dumps({"conn_type": "mooncat", "extra": {"url": "nope://x"}})
+    )
     ok, message = CheckpointHook(mooncat_conn_id="mooncat_broken").test_connection()
     assert not ok
     assert message
+
+
+def test_busy_key_with_on_busy_fail_fails_without_running(namespace: str, marker: Path, client: Any) -> None:
+    client.claim(namespace, "busy/one", owner_run_id="elsewhere", lease_ms=120_000)
+    run = run_dag(mc_basic.mc_busy_fail, conf(namespace, marker))
+    assert ti_states(run)[("work", -1)] == "failed"
+    assert calls(marker) == []
+    assert client.get(namespace, "busy/one").owner_run_id == "elsewhere"  # the live lease was left alone
+
+
+def test_busy_key_in_reschedule_mode_runs_once_the_lease_expires(namespace: str, marker: Path, client: Any) -> None:
+    client.claim(namespace, "busy/one", owner_run_id="crashed-worker", lease_ms=1_500)
+    run = run_dag(mc_basic.mc_reschedule, conf(namespace, marker))
+    assert str(run.state) == "success"
+    assert calls(marker) == ["rescheduled"]
+    assert client.get(namespace, "busy/one").status == "done"
+
+
+def test_failed_record_is_reset_and_rerun_when_configured(namespace: str, marker: Path, client: Any) -> None:
+    claim = client.claim(namespace, "fail/one", owner_run_id="earlier")
+    client.fail(namespace, "fail/one", "old failure", claim.lease_token)
+    run = run_dag(mc_basic.mc_reset, conf(namespace, marker))
+    assert str(run.state) == "success"
+    assert calls(marker) == ["after-reset"]
+    assert client.get(namespace, "fail/one").status == "done"
+
+
+def test_wrapped_operator_templates_its_own_fields_and_the_checkpoint_ones() -> None:
+    from airflow.providers.standard.operators.bash import BashOperator
+
+    from mooncat_airflow import CheckpointMixin, checkpointed
+
+    wrapped = checkpointed(BashOperator)
+    assert issubclass(wrapped, CheckpointMixin) and issubclass(wrapped, BashOperator)
+    assert checkpointed(BashOperator) is wrapped
+    assert {"bash_command", "checkpoint_namespace", "checkpoint_key"} <= set(wrapped.template_fields)
+    assert [link.name for link in wrapped.operator_extra_links] == ["Checkpoint"]

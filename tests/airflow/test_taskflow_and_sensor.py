@@ -32,7 +32,6 @@ def test_mapped_task_with_reversed_input_keeps_each_result_with_its_input(
 
 def test_decorator_is_registered_through_provider_info() -> None:
     from airflow.sdk import task
-
     from mooncat_airflow.decorators.checkpoint import mooncat_task
 
     assert task.mooncat is mooncat_task
@@ -96,3 +95,11 @@ def test_trigger_serializes_to_json_only_kwargs() -> None:
     assert json.loads(json.dumps(kwargs)) == kwargs
     again = CheckpointTrigger(**kwargs)
     assert again.serialize() == (classpath, kwargs)
+
+
+def test_key_built_from_the_map_index_warns(namespace: str, capfd: Any, caplog: Any) -> None:
+    run = run_dag(mc_taskflow.mc_by_position(), {"ns": namespace})
+    assert str(run.state) == "success"
+    out, err = capfd.readouterr()
+    logged = out + err + caplog.text
+    assert "built from the map index" in logged

@@ -25,8 +25,13 @@ def test_key_finished_by_the_ts_package_is_skipped(node: Path, namespace: str, m
         store_url,
         [
             {"op": "claim", "ns": namespace, "key": "basic/one", "ownerRunId": "ts-job"},
-            {"op": "done", "ns": namespace, "key": "basic/one", "leaseToken": {"from": 0},
-             "result": {"label": "from-ts", "value": 99}},
+            {
+                "op": "done",
+                "ns": namespace,
+                "key": "basic/one",
+                "leaseToken": {"from": 0},
+                "result": {"label": "from-ts", "value": 99},
+            },
         ],
     )
     run = run_dag(mc_basic.mc_basic, {"ns": namespace, "marker": str(marker)})
@@ -51,8 +56,13 @@ def test_sensor_returns_a_result_the_ts_package_finishes_while_it_waits(
                 [
                     {"op": "claim", "ns": namespace, "key": "ts/export", "ownerRunId": "ts-job"},
                     {"op": "waitPast", "ms": until},
-                    {"op": "done", "ns": namespace, "key": "ts/export", "leaseToken": {"from": 0},
-                     "result": {"rows": 1234, "file": "export.csv"}},
+                    {
+                        "op": "done",
+                        "ns": namespace,
+                        "key": "ts/export",
+                        "leaseToken": {"from": 0},
+                        "result": {"rows": 1234, "file": "export.csv"},
+                    },
                 ],
             )
         except BaseException as exc:  # surfaced by the assertion below

@@ -87,12 +87,20 @@ def test_reset_action_deletes_the_record(api: Any, seeded: str, client: Any) -> 
 def test_cookie_session_reset_needs_a_same_origin_request(api: Any, seeded: str, client: Any) -> None:
     api.cookies.set("_token", _token(api, "admin"))
     try:
-        cross = api.post("/mooncat/reset", data={"namespace": seeded, "key": "alpha"},
-                         headers={"Origin": "http://evil.example"}, follow_redirects=False)
+        cross = api.post(
+            "/mooncat/reset",
+            data={"namespace": seeded, "key": "alpha"},
+            headers={"Origin": "http://evil.example"},
+            follow_redirects=False,
+        )
         assert cross.status_code == 403
         assert client.get(seeded, "alpha") is not None
-        same = api.post("/mooncat/reset", data={"namespace": seeded, "key": "alpha"},
-                        headers={"Origin": "http://localhost:8080"}, follow_redirects=False)
+        same = api.post(
+            "/mooncat/reset",
+            data={"namespace": seeded, "key": "alpha"},
+            headers={"Origin": "http://localhost:8080"},
+            follow_redirects=False,
+        )
         assert same.status_code == 303
         assert client.get(seeded, "alpha") is None
     finally:

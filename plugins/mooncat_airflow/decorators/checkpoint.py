@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
@@ -17,7 +17,7 @@ class _CheckpointDecoratedOperator(DecoratedOperator, CheckpointOperator):
     """Runs the decorated function under a checkpoint; ``key`` sees the function's own arguments."""
 
     template_fields: Sequence[str] = CheckpointOperator.template_fields
-    template_fields_renderers = {"op_args": "py", "op_kwargs": "py"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"op_args": "py", "op_kwargs": "py"}
     custom_operator_name = "@task.mooncat"
 
     def __init__(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
@@ -78,10 +79,8 @@ class CheckpointHook(BaseHook):
         if self._settings is None:
             conn = None
             if self.mooncat_conn_id:
-                try:
+                with contextlib.suppress(AirflowNotFoundException):
                     conn = await self.aget_connection(self.mooncat_conn_id)
-                except AirflowNotFoundException:
-                    pass
             self._settings = self._settings_from(conn)
         return self._settings
 

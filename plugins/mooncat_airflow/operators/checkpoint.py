@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, TypeVar, cast, get_args
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import (
     AirflowException,
     AirflowFailException,
@@ -85,7 +86,12 @@ class CheckpointMixin:
     """
 
     checkpoint_template_fields: ClassVar[tuple[str, ...]] = ("checkpoint_namespace", "checkpoint_key")
-    operator_extra_links = (CheckpointLink(),)
+    operator_extra_links: Collection[BaseOperatorLink] = (CheckpointLink(),)
+
+    @property
+    def _checkpoint_log(self) -> logging.Logger:
+        # The operator the mixin is combined with owns the task logger.
+        return cast("logging.Logger", cast("BaseOperator", self).log)
 
     def __init__(
         self,
@@ -102,6 +108,7 @@ class CheckpointMixin:
         checkpoint_on_error: OnError = "fail",
         checkpoint_on_failed_record: OnFailedRecord = "raise",
         checkpoint_lease_ms: int | None = None,
+        checkpoint_link: bool = True,
         **kwargs: Any,
     ) -> None:
         _check_choice("on_done", checkpoint_on_done, OnDone)
@@ -132,6 +139,12 @@ class CheckpointMixin:
         self.checkpoint_on_error = checkpoint_on_error
         self.checkpoint_on_failed_record = checkpoint_on_failed_record
         self.checkpoint_lease_ms = checkpoint_lease_ms
+        if not checkpoint_link:
+            # Airflow stores every declared link as an XCom when the task ends (one more write per
+            # task instance); a very short task may prefer to skip it.
+            self.operator_extra_links = tuple(
+                link for link in self.operator_extra_links if not isinstance(link, CheckpointLink)
+            )
         #: (namespace, key) this try worked on; read by the extra link once the task has finished.
         self.checkpoint_target: tuple[str, str] | None = None
         self._checkpoint_step: Step | None = None
@@ -167,13 +180,13 @@ class CheckpointMixin:
             return
         spec = self._checkpoint_key_spec
         if key_uses_map_index(spec):
-            self.log.warning(
+            self._checkpoint_log.warning(
                 "Checkpoint key %r is built from the map index: reordering the mapped input would hand "
                 "one item's stored result to another. Build the key from the mapped value instead.",
                 spec,
             )
         elif isinstance(spec, str) and "{" not in spec:
-            self.log.warning(
+            self._checkpoint_log.warning(
                 "Checkpoint key %r does not depend on the mapped value, so every mapped instance shares "
                 "one checkpoint. Build the key from the mapped value.",
                 spec,
@@ -214,9 +227,7 @@ class CheckpointMixin:
         # Only the in-worker poke wait is left to the library; the other busy strategies need the
         # busy answer back so they can defer, reschedule or fail.
         wait_here = (
-            self.checkpoint_on_busy == "wait"
-            and self.checkpoint_busy_mode == "poke"
-            and not self.checkpoint_deferrable
+            self.checkpoint_on_busy == "wait" and self.checkpoint_busy_mode == "poke" and not self.checkpoint_deferrable
         )
         client = self.checkpoint_hook.get_conn()
         step = client.step(
@@ -234,8 +245,12 @@ class CheckpointMixin:
         except StepFailedError as exc:
             record = exc.checkpoint
             if self.checkpoint_on_failed_record == "reset" and not after_reset:
-                self.log.warning("Checkpoint %s/%s was failed (%s); resetting and running again",
-                                 namespace, key, record.error if record is not None else "")
+                self._checkpoint_log.warning(
+                    "Checkpoint %s/%s was failed (%s); resetting and running again",
+                    namespace,
+                    key,
+                    record.error if record is not None else "",
+                )
                 client.reset(namespace, key)
                 return self._checkpoint_run(context, namespace, key, after_reset=True)
             raise AirflowFailException(
@@ -244,16 +259,18 @@ class CheckpointMixin:
         except StepBusyError as exc:
             return self._checkpoint_busy(context, namespace, key, exc.checkpoint, timed_out=wait_here)
         if outcome == "done":
-            record = step.checkpoint
-            return self._checkpoint_finished(namespace, key, record.result,
-                                             record.owner_run_id if record is not None else None)
+            done = step.checkpoint
+            return self._checkpoint_finished(
+                namespace, key, step.result, done.owner_run_id if done is not None else None
+            )
         return self._checkpoint_claimed(context, step)
 
     def _checkpoint_finished(self, namespace: str, key: str, result: Any, owner: str | None) -> Any:
         if self.checkpoint_on_done == "skip":
             raise AirflowSkipException(f"Checkpoint {namespace}/{key} is already done (by {owner}); skipping")
-        self.log.info("Checkpoint %s/%s is already done (by %s); returning its stored result",
-                      namespace, key, owner)
+        self._checkpoint_log.info(
+            "Checkpoint %s/%s is already done (by %s); returning its stored result", namespace, key, owner
+        )
         return result
 
     def _checkpoint_busy(
@@ -265,19 +282,19 @@ class CheckpointMixin:
             reason = "waiting timed out" if timed_out else "on_busy='fail'"
             raise AirflowException(f"Checkpoint {namespace}/{key} is held by {holder} ({reason})")
         if self.checkpoint_deferrable:
-            self.log.info("Checkpoint %s/%s is held by %s; deferring until it is done or free",
-                          namespace, key, holder)
+            self._checkpoint_log.info(
+                "Checkpoint %s/%s is held by %s; deferring until it is done or free", namespace, key, holder
+            )
             self._checkpoint_defer(namespace, key)
-        self.log.info("Checkpoint %s/%s is held by %s; rescheduling in %ss",
-                      namespace, key, holder, self.checkpoint_poll_interval)
-        raise AirflowRescheduleException(
+        self._checkpoint_log.info(
+            "Checkpoint %s/%s is held by %s; rescheduling in %ss", namespace, key, holder, self.checkpoint_poll_interval
+        )
+        raise AirflowRescheduleException(  # type: ignore[no-untyped-call]
             dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.checkpoint_poll_interval)
         )
 
     def _checkpoint_defer(self, namespace: str, key: str) -> NoReturn:
-        timeout = (
-            dt.timedelta(seconds=self.checkpoint_busy_timeout) if self.checkpoint_busy_timeout else None
-        )
+        timeout = dt.timedelta(seconds=self.checkpoint_busy_timeout) if self.checkpoint_busy_timeout else None
         cast("BaseOperator", self).defer(
             trigger=CheckpointTrigger(
                 namespace=namespace,
@@ -353,13 +370,15 @@ class CheckpointMixin:
         try:
             step.record_failure(f"{type(exc).__name__}: {exc}"[:4000])
         except LeaseLostError:
-            self.log.warning("Lease on %s/%s was lost; could not record the failure", step.namespace, step.key)
+            self._checkpoint_log.warning(
+                "Lease on %s/%s was lost; could not record the failure", step.namespace, step.key
+            )
 
     def _checkpoint_release(self, step: Step) -> None:
         try:
             step.release()
         except Exception:  # releasing is best effort; the lease expires anyway
-            self.log.warning("Could not release checkpoint %s/%s", step.namespace, step.key, exc_info=True)
+            self._checkpoint_log.warning("Could not release checkpoint %s/%s", step.namespace, step.key, exc_info=True)
 
     def on_kill(self) -> None:
         step = self._checkpoint_step
@@ -390,6 +409,7 @@ class CheckpointOperator(CheckpointMixin, PythonOperator):
     :param on_error: on the last try: ``"fail"`` records failed, ``"release"`` lets a later run retry.
     :param on_failed_record: ``"raise"`` (explain how to reset) or ``"reset"`` and run again.
     :param lease_ms: lease length; renewed in the background while the callable runs.
+    :param link: show a "Checkpoint" link on the task instance (costs one XCom write per try).
     """
 
     template_fields: Sequence[str] = (*PythonOperator.template_fields, *CheckpointMixin.checkpoint_template_fields)
@@ -413,6 +433,7 @@ class CheckpointOperator(CheckpointMixin, PythonOperator):
         on_error: OnError = "fail",
         on_failed_record: OnFailedRecord = "raise",
         lease_ms: int | None = None,
+        link: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -431,6 +452,7 @@ class CheckpointOperator(CheckpointMixin, PythonOperator):
             checkpoint_on_error=on_error,
             checkpoint_on_failed_record=on_failed_record,
             checkpoint_lease_ms=lease_ms,
+            checkpoint_link=link,
             **kwargs,
         )
 
@@ -472,6 +494,7 @@ def checkpointed(operator_class: type[OperatorT]) -> type[OperatorT]:
         "template_fields": (*operator_class.template_fields, *CheckpointMixin.checkpoint_template_fields),
         "operator_extra_links": links,
     }
-    new_class = type(operator_class)(name, (CheckpointMixin, operator_class), namespace)
+    metaclass: Any = type(operator_class)
+    new_class = metaclass(name, (CheckpointMixin, operator_class), namespace)
     _CHECKPOINTED[operator_class] = new_class
     return cast("type[OperatorT]", new_class)

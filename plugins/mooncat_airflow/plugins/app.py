@@ -8,12 +8,12 @@ import time
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse
-
 from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.base_auth_manager import ResourceMethod
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mooncat_airflow.hooks.checkpoint import CheckpointHook
 from mooncat_airflow.links.checkpoint import UI_URL_PREFIX
@@ -23,7 +23,7 @@ RESOURCE_NAME = "Mooncat Checkpoints"
 _PREVIEW_CHARS = 160
 
 
-def _authorize(method: str, user: BaseUser) -> None:
+def _authorize(method: ResourceMethod, user: BaseUser) -> None:
     allowed = get_auth_manager().is_authorized_custom_view(method=method, resource_name=RESOURCE_NAME, user=user)
     if not allowed:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Forbidden")

@@ -43,7 +43,7 @@ class CheckpointTrigger(BaseTrigger):
         poll_interval: float = 5.0,
         stop_when_free: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.namespace = namespace
         self.key = key
         self.mooncat_conn_id = mooncat_conn_id
@@ -64,7 +64,8 @@ class CheckpointTrigger(BaseTrigger):
         )
 
     def _event(self, status: str, **fields: Any) -> TriggerEvent:
-        return TriggerEvent({"status": status, "namespace": self.namespace, "key": self.key, **fields})
+        payload = {"status": status, "namespace": self.namespace, "key": self.key, **fields}
+        return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from mooncat_airflow.hooks.checkpoint import CheckpointHook
@@ -92,6 +93,11 @@ class CheckpointTrigger(BaseTrigger):
                     if not live:
                         yield self._event(STATUS_FREE)
                         return
-                self.log.debug("Checkpoint %s/%s is %s; next look in %ss", self.namespace, self.key,
-                               status or "absent", self.poll_interval)
+                self.log.debug(
+                    "Checkpoint %s/%s is %s; next look in %ss",
+                    self.namespace,
+                    self.key,
+                    status or "absent",
+                    self.poll_interval,
+                )
                 await asyncio.sleep(self.poll_interval)

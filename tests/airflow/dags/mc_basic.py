@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, get_current_context
-
 from mooncat_airflow import CheckpointOperator
 
 NS = "{{ dag_run.conf['ns'] }}"
@@ -99,4 +98,35 @@ with DAG("mc_env_conn", schedule=None, start_date=START, catchup=False) as mc_en
         op_kwargs={"marker": MARKER, "label": "env"},
         key="env/one",
         mooncat_conn_id="mooncat_envtest",
+    )
+
+with DAG("mc_busy_fail", schedule=None, start_date=START, catchup=False) as mc_busy_fail:
+    CheckpointOperator(
+        task_id="work",
+        python_callable=work,
+        op_kwargs={"marker": MARKER, "label": "busy-fail"},
+        namespace=NS,
+        key="busy/one",
+        on_busy="fail",
+    )
+
+with DAG("mc_reschedule", schedule=None, start_date=START, catchup=False) as mc_reschedule:
+    CheckpointOperator(
+        task_id="work",
+        python_callable=work,
+        op_kwargs={"marker": MARKER, "label": "rescheduled"},
+        namespace=NS,
+        key="busy/one",
+        busy_mode="reschedule",
+        poll_interval=0.3,
+    )
+
+with DAG("mc_reset", schedule=None, start_date=START, catchup=False) as mc_reset:
+    CheckpointOperator(
+        task_id="work",
+        python_callable=work,
+        op_kwargs={"marker": MARKER, "label": "after-reset"},
+        namespace=NS,
+        key="fail/one",
+        on_failed_record="reset",
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import DAG
-
 from mooncat_airflow import CheckpointSensor
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)

@@ -24,3 +24,17 @@ def mc_mapped() -> None:
 
 
 mc_mapped()
+
+
+@dag(schedule=None, start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), catchup=False)
+def mc_by_position() -> None:
+    """A key built from the map index alone: works, but warns that reordering would mix results."""
+
+    @task.mooncat(namespace="{{ dag_run.conf['ns'] }}", key="slot/{{ ti.map_index }}")
+    def double(n: int) -> int:
+        return n * 2
+
+    double.expand(n=[1, 2])
+
+
+mc_by_position()

@@ -1,0 +1,176 @@
+"""How much a checkpoint adds to an Airflow task: a no-op task plain vs under ``@task.mooncat``.
+
+Not a test. Needs the ``[airflow]`` extra. Everything happens in a throwaway AIRFLOW_HOME with a SQLite
+metadata database and a SQLite checkpoint store::
+
+    python benchmarks/airflow_overhead.py [--runs 20]
+
+Three cases, each a one-task DAG run with ``dag.test()``:
+
+- ``plain``: ``@task`` returning a constant;
+- ``checkpointed, first run``: the same under ``@task.mooncat`` with a new key each run
+  (claim, heartbeat start, done);
+- ``checkpointed, skip run``: a key that is already done (one read, stored result returned);
+- the same two with ``link=False``: no "Checkpoint" link, which Airflow stores as one more XCom.
+
+For each it reports the median and minimum of the task instance's own duration (start to end, as
+Airflow records it) and of the whole ``dag.test()`` call, and the difference to ``plain``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+DAG_FILE = textwrap.dedent(
+    '''
+    """Benchmark DAGs (generated)."""
+    import datetime as dt
+
+    from airflow.sdk import dag, task
+
+    START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+
+
+    @dag(dag_id="bench_plain", schedule=None, start_date=START, catchup=False)
+    def bench_plain():
+        @task
+        def noop():
+            return 1
+
+        noop()
+
+
+    @dag(dag_id="bench_checkpointed", schedule=None, start_date=START, catchup=False)
+    def bench_checkpointed():
+        @task.mooncat(namespace="bench", key="noop/{{ dag_run.conf['n'] }}")
+        def noop():
+            return 1
+
+        noop()
+
+
+    @dag(dag_id="bench_checkpointed_nolink", schedule=None, start_date=START, catchup=False)
+    def bench_checkpointed_nolink():
+        @task.mooncat(namespace="bench", key="nolink/{{ dag_run.conf['n'] }}", link=False)
+        def noop():
+            return 1
+
+        noop()
+
+
+    plain = bench_plain()
+    checkpointed = bench_checkpointed()
+    nolink = bench_checkpointed_nolink()
+    '''
+)
+
+
+def _setup(home: Path) -> None:
+    dags = home / "dags"
+    dags.mkdir()
+    (dags / "bench_dags.py").write_text(DAG_FILE, encoding="utf-8")
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR",
+            "AIRFLOW_CONN_MOONCAT_DEFAULT": json.dumps(
+                {"conn_type": "mooncat", "extra": {"url": f"sqlite://{home / 'checkpoints.db'}"}}
+            ),
+        }
+    )
+    os.environ.pop("MOONCAT_CHECKPOINT_URL", None)
+    sys.path.insert(0, str(dags))
+
+
+def _run(dag: Any, conf: dict[str, Any]) -> tuple[float, float]:
+    """One dag.test(); returns (task instance duration, wall time of the call) in seconds."""
+    import datetime as dt
+
+    from airflow.utils.session import create_session
+
+    started = time.perf_counter()
+    dag_run = dag.test(logical_date=dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc), run_conf=conf)
+    wall = time.perf_counter() - started
+    if str(dag_run.state) != "success":
+        raise RuntimeError(f"{dag.dag_id} ended {dag_run.state}")
+    with create_session() as session:
+        (ti,) = dag_run.get_task_instances(session=session)
+        return float(ti.duration or 0.0), wall
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="measured runs per case (default 20)")
+    args = parser.parse_args(argv)
+
+    home = Path(tempfile.mkdtemp(prefix="mooncat-airflow-bench-"))
+    try:
+        _setup(home)
+        from airflow.utils import db
+
+        db.initdb()
+        import bench_dags  # type: ignore[import-not-found]
+
+        # Warm-up: the first dag.test() of a process builds Airflow's in-process API server.
+        for _ in range(2):
+            _run(bench_dags.plain, {})
+        _run(bench_dags.checkpointed, {"n": "warm-up"})
+
+        _run(bench_dags.nolink, {"n": "warm-up"})
+
+        samples: dict[str, list[tuple[float, float]]] = {
+            "plain": [],
+            "first": [],
+            "skip": [],
+            "first_nolink": [],
+            "skip_nolink": [],
+        }
+        for i in range(args.runs):
+            # Interleaved, so drift (caches, disk) hits every case alike.
+            samples["plain"].append(_run(bench_dags.plain, {}))
+            samples["first"].append(_run(bench_dags.checkpointed, {"n": f"run-{i}"}))
+            samples["skip"].append(_run(bench_dags.checkpointed, {"n": "warm-up"}))
+            samples["first_nolink"].append(_run(bench_dags.nolink, {"n": f"run-{i}"}))
+            samples["skip_nolink"].append(_run(bench_dags.nolink, {"n": "warm-up"}))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+    labels = {
+        "plain": "plain @task",
+        "first": "checkpointed, first run",
+        "skip": "checkpointed, skip run",
+        "first_nolink": "  link=False, first run",
+        "skip_nolink": "  link=False, skip run",
+    }
+    base_task = statistics.median(s[0] for s in samples["plain"])
+    base_wall = statistics.median(s[1] for s in samples["plain"])
+    print(f"no-op task under dag.test(), {args.runs} runs per case (median / min, milliseconds)")
+    print(f"{'case':<26}{'task':>16}{'added':>10}{'dag.test()':>18}{'added':>10}")
+    for name, rows in samples.items():
+        task_ms = [s[0] * 1000 for s in rows]
+        wall_ms = [s[1] * 1000 for s in rows]
+        med_task, med_wall = statistics.median(task_ms), statistics.median(wall_ms)
+        print(
+            f"{labels[name]:<26}{med_task:>9.1f} /{min(task_ms):>5.1f}"
+            f"{(med_task / (base_task * 1000) - 1) * 100:>+9.1f}%"
+            f"{med_wall:>11.1f} /{min(wall_ms):>5.0f}"
+            f"{(med_wall / (base_wall * 1000) - 1) * 100:>+9.1f}%"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
