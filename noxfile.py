@@ -17,8 +17,11 @@ TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
 
 
 def _env() -> dict[str, str]:
-    # One npm install of the TypeScript peer serves every session.
-    return {"MOONCAT_INTEROP_DIR": os.environ.get("MOONCAT_INTEROP_DIR", str(ROOT / ".interop"))}
+    # One npm install of the TypeScript peer serves every session and every later run: better-sqlite3
+    # compiles from source here, which takes minutes, so the install lives in the user's cache folder.
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    default = cache / "mooncat-checkpoint" / "interop-0.5.1"
+    return {"MOONCAT_INTEROP_DIR": os.environ.get("MOONCAT_INTEROP_DIR", str(default))}
 
 
 @nox.session
