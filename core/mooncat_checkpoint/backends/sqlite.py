@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -14,6 +13,7 @@ from typing import Any, TypeVar
 from ..errors import CorruptRecordError
 from ..machine import Change, Transition
 from ..protocol import Checkpoint, CorruptRecord, Status
+from ..serialize import loads_stored
 from .base import wall_clock_ms
 
 T = TypeVar("T")
@@ -65,7 +65,7 @@ def row_to_record(row: Sequence[Any], db: str) -> Checkpoint:
     value = None
     if result is not None:
         try:
-            value = json.loads(result)
+            value = loads_stored(result)
         except ValueError as exc:
             raise CorruptRecordError(row_location(db, namespace, segment), f"result is not JSON ({exc})") from None
     return Checkpoint.stored(
