@@ -55,6 +55,7 @@ os.environ.update(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(_home / "passwords.json"),
         "AIRFLOW__API_AUTH__JWT_SECRET": "mooncat-tests-only-secret-" + "0123456789abcdef" * 4,
         "AIRFLOW__API__BASE_URL": "http://localhost:8080",
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         # The store every test DAG uses unless it names another connection.
         "AIRFLOW_CONN_MOONCAT_DEFAULT": json.dumps({"conn_type": "mooncat", "extra": {"url": STORE_URL}}),
     }

@@ -64,7 +64,9 @@ def test_retry_then_success_releases_the_claim_between_tries(namespace: str, mar
     assert record.owner_run_id.endswith("/work/-1/2")
 
 
-def test_last_try_failure_records_fail_and_a_rerun_refuses(namespace: str, marker: Path, client: Any) -> None:
+def test_last_try_failure_records_fail_and_a_rerun_refuses(
+    namespace: str, marker: Path, client: Any, capfd: Any, caplog: Any
+) -> None:
     first = run_dag(mc_basic.mc_fail, conf(namespace, marker))
     assert str(first.state) == "failed"
     record = client.get(namespace, "fail/one")
@@ -72,9 +74,12 @@ def test_last_try_failure_records_fail_and_a_rerun_refuses(namespace: str, marke
     assert "ValueError: the work is broken" in record.error
 
     # Terminal until reset: the rerun fails without running the work again.
+    capfd.readouterr()
     second = run_dag(mc_basic.mc_fail, conf(namespace, marker))
     assert str(second.state) == "failed"
     assert calls(marker) == ["fail"]
+    out, err = capfd.readouterr()
+    assert f"mooncat-checkpoint reset {namespace} fail/one" in out + err + caplog.text
 
     assert client.reset(namespace, "fail/one")
     third = run_dag(mc_basic.mc_fail, conf(namespace, marker))
@@ -189,7 +194,6 @@ def test_failed_record_is_reset_and_rerun_when_configured(namespace: str, marker
 
 def test_wrapped_operator_templates_its_own_fields_and_the_checkpoint_ones() -> None:
     from airflow.providers.standard.operators.bash import BashOperator
-
     from mooncat_airflow import CheckpointMixin, checkpointed
 
     wrapped = checkpointed(BashOperator)
@@ -197,3 +201,35 @@ def test_wrapped_operator_templates_its_own_fields_and_the_checkpoint_ones() -> 
     assert checkpointed(BashOperator) is wrapped
     assert {"bash_command", "checkpoint_namespace", "checkpoint_key"} <= set(wrapped.template_fields)
     assert [link.name for link in wrapped.operator_extra_links] == ["Checkpoint"]
+
+
+def test_heartbeat_keeps_a_long_task_s_lease(namespace: str, marker: Path, client: Any) -> None:
+    seen: list[str] = []
+
+    def intruder() -> None:
+        # Well past the 600 ms lease, while the task is still working.
+        time.sleep(1.8)
+        seen.append(client.claim(namespace, "slow/one", owner_run_id="intruder").kind)
+
+    thread = threading.Thread(target=intruder)
+    thread.start()
+    try:
+        run = run_dag(mc_basic.mc_heartbeat, conf(namespace, marker))
+    finally:
+        thread.join()
+    assert seen == ["busy"]
+    assert str(run.state) == "success"
+    record = client.get(namespace, "slow/one")
+    assert record.status == "done" and record.attempts == 1
+
+
+def test_on_kill_releases_the_claim_at_once(namespace: str, client: Any) -> None:
+    from mooncat_airflow import CheckpointOperator
+
+    operator = CheckpointOperator(task_id="killed", python_callable=lambda: None, namespace=namespace, key="k")
+    step = client.step(namespace, "k", owner_run_id="killed-task", heartbeat=False)
+    assert step.acquire() == "claimed"
+    operator._checkpoint_step = step  # what execute() holds while the callable runs
+    operator.on_kill()
+    assert client.get(namespace, "k") is None
+

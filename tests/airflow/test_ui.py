@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,30 @@ def test_plugin_registers_the_app_and_a_menu_entry() -> None:
     assert any(app["url_prefix"] == "/mooncat" for app in apps)
     plugin = next(p for p in plugins_manager._get_plugins()[0] if p.name == "mooncat_checkpoint")
     assert plugin.external_views[0]["href"] == "/mooncat/"
+
+
+def test_connection_form_test_button_reaches_the_store(api: Any, tmp_path: Path) -> None:
+    """What the connection form's Test button does: POST the unsaved connection to the API."""
+    headers = {"Authorization": f"Bearer {_token(api, 'admin')}"}
+    url = f"sqlite://{tmp_path / 'form.db'}"
+    body = {"connection_id": "mooncat_form", "conn_type": "mooncat", "extra": json.dumps({"url": url})}
+    response = api.post("/api/v2/connections/test", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] is True
+    assert url in response.json()["message"]
+
+    bad = {"connection_id": "mooncat_form", "conn_type": "mooncat", "extra": json.dumps({"url": "nope://x"})}
+    assert api.post("/api/v2/connections/test", json=bad, headers=headers).json()["status"] is False
+
+
+def test_connection_type_and_form_fields_are_registered() -> None:
+    from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    manager = ProvidersManager()
+    assert manager.providers["mooncat-checkpoint"].data["package-name"] == "mooncat-checkpoint"
+    hook = ProvidersManagerTaskRuntime().hooks["mooncat"]
+    assert hook is not None and hook.hook_class_name == "mooncat_airflow.hooks.checkpoint.CheckpointHook"
+    widgets = manager.connection_form_widgets
+    assert {"extra__mooncat__url", "extra__mooncat__namespace"} <= set(widgets)
+    assert "host" in manager.field_behaviours["mooncat"]["hidden_fields"]

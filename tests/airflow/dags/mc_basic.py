@@ -130,3 +130,24 @@ with DAG("mc_reset", schedule=None, start_date=START, catchup=False) as mc_reset
         key="fail/one",
         on_failed_record="reset",
     )
+
+
+def slow(marker: str, label: str) -> str:
+    import time
+
+    time.sleep(2.5)
+    with Path(marker).open("a", encoding="utf-8") as fh:
+        fh.write(f"{label}\n")
+    return label
+
+
+with DAG("mc_heartbeat", schedule=None, start_date=START, catchup=False) as mc_heartbeat:
+    # The work outlives its lease several times over; only the background renewal keeps it ours.
+    CheckpointOperator(
+        task_id="work",
+        python_callable=slow,
+        op_kwargs={"marker": MARKER, "label": "slow"},
+        namespace=NS,
+        key="slow/one",
+        lease_ms=600,
+    )
