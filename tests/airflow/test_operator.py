@@ -233,3 +233,19 @@ def test_on_kill_releases_the_claim_at_once(namespace: str, client: Any) -> None
     operator.on_kill()
     assert client.get(namespace, "k") is None
 
+
+def test_wrapped_operator_that_defers_itself_is_recorded_once_it_resumes(
+    namespace: str, marker: Path, client: Any
+) -> None:
+    import mc_wrapped
+
+    first = run_dag(mc_wrapped.mc_wrapped_deferring, conf(namespace, marker))
+    assert str(first.state) == "success"
+    assert calls(marker) == ["submitted", "collected"]
+    record = client.get(namespace, "job/2024-01-02")
+    assert record.status == "done" and record.result == {"job": "finished"}
+
+    second = run_dag(mc_wrapped.mc_wrapped_deferring, conf(namespace, marker))
+    assert str(second.state) == "success"
+    assert xcom(second, "job") == {"job": "finished"}
+    assert calls(marker) == ["submitted", "collected"]

@@ -221,13 +221,37 @@ class CheckpointMixin:
             self._checkpoint_hook.close()
             self._checkpoint_hook = None
 
-    def _checkpoint_run(self, context: Context, namespace: str, key: str, *, after_reset: bool = False) -> Any:
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        if next_method == "checkpoint_resume":
+            return super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
+
+        # The wrapped operator deferred itself (its claim was released then) and now resumes: its
+        # remaining work runs under a fresh claim, or not at all if someone finished the key meanwhile.
+        def finish_wrapped() -> Any:
+            return super(CheckpointMixin, self).resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
+
+        try:
+            namespace, key = self._checkpoint_resolve_target(context)
+            return self._checkpoint_run(context, namespace, key, work=finish_wrapped)
+        finally:
+            self._checkpoint_close()
+
+    def _checkpoint_run(
+        self,
+        context: Context,
+        namespace: str,
+        key: str,
+        *,
+        after_reset: bool = False,
+        work: Callable[[], Any] | None = None,
+    ) -> Any:
         from mooncat_checkpoint import StepBusyError, StepFailedError
 
         # Only the in-worker poke wait is left to the library; the other busy strategies need the
-        # busy answer back so they can defer, reschedule or fail.
-        wait_here = (
-            self.checkpoint_on_busy == "wait" and self.checkpoint_busy_mode == "poke" and not self.checkpoint_deferrable
+        # busy answer back so they can defer, reschedule or fail. A resumed wrapped operator cannot
+        # start over through our own deferral, so it only waits in the worker.
+        wait_here = self.checkpoint_on_busy == "wait" and (
+            work is not None or (self.checkpoint_busy_mode == "poke" and not self.checkpoint_deferrable)
         )
         client = self.checkpoint_hook.get_conn()
         step = client.step(
@@ -252,7 +276,7 @@ class CheckpointMixin:
                     record.error if record is not None else "",
                 )
                 client.reset(namespace, key)
-                return self._checkpoint_run(context, namespace, key, after_reset=True)
+                return self._checkpoint_run(context, namespace, key, after_reset=True, work=work)
             raise AirflowFailException(
                 failed_record_message(namespace, key, record.error if record is not None else None)
             ) from exc
@@ -263,7 +287,7 @@ class CheckpointMixin:
             return self._checkpoint_finished(
                 namespace, key, step.result, done.owner_run_id if done is not None else None
             )
-        return self._checkpoint_claimed(context, step)
+        return self._checkpoint_claimed(context, step, work)
 
     def _checkpoint_finished(self, namespace: str, key: str, result: Any, owner: str | None) -> Any:
         if self.checkpoint_on_done == "skip":
@@ -324,14 +348,15 @@ class CheckpointMixin:
                 self._checkpoint_close()
         raise AirflowException(f"Unexpected checkpoint trigger event: {event!r}")
 
-    def _checkpoint_claimed(self, context: Context, step: Step) -> Any:
+    def _checkpoint_claimed(self, context: Context, step: Step, work: Callable[[], Any] | None = None) -> Any:
         from mooncat_checkpoint import CheckpointResultSerializationError, LeaseLostError
 
         self._checkpoint_step = step
         try:
-            result = super().execute(context)  # type: ignore[misc]
+            result = work() if work is not None else super().execute(context)  # type: ignore[misc]
         except (AirflowSkipException, TaskDeferred):
-            # Not finished: let the next run (or the resumed task) claim the key afresh.
+            # Not finished: let the next run (or the resumed task) claim the key afresh. A deferring
+            # wrapped operator holds no claim while it waits; it claims again when it resumes.
             self._checkpoint_release(step)
             raise
         except AirflowFailException as exc:
