@@ -37,6 +37,7 @@ from mooncat_checkpoint import (
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_logger
+from prefect.results import ResultRecord
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE
 from prefect.states import Completed, Failed, State
 from prefect.tasks import Task
@@ -662,6 +663,9 @@ class CheckpointTask(Task[P, R], Generic[P, R]):
         if self.isasync:
             return _async_result(outcome)
         if isinstance(outcome, State):
+            if outcome.is_completed() and isinstance(outcome.data, ResultRecord):
+                # The value is in memory: skip State.result(), whose async dispatch costs milliseconds.
+                return outcome.data.result
             return outcome.result(_sync=True)  # type: ignore[call-overload]
         return outcome  # e.g. a visualisation placeholder
 
@@ -669,6 +673,8 @@ class CheckpointTask(Task[P, R], Generic[P, R]):
 async def _async_result(outcome: Any) -> Any:
     state = await outcome if inspect.isawaitable(outcome) else outcome
     if isinstance(state, State):
+        if state.is_completed() and isinstance(state.data, ResultRecord):
+            return state.data.result
         return await state.aresult()
     return state
 
