@@ -24,7 +24,8 @@ def schema() -> str:
 
 @pytest.fixture
 def pg_url(schema: str) -> str:
-    return store_url(schema)
+    # Named after the schema, so a test that ends connections ends only its own store's.
+    return store_url(schema, application_name=schema)
 
 
 @pytest.fixture

@@ -115,7 +115,9 @@ def test_nul_characters_are_refused_before_anything_is_written(client: Checkpoin
     assert client.list(NS) == [record]
 
 
-def test_scan_streams_in_pages_without_an_open_transaction(client: CheckpointClient, admin: Any) -> None:
+def test_scan_streams_in_pages_without_an_open_transaction(
+    client: CheckpointClient, admin: Any, schema: str
+) -> None:
     keys = [f"key-{i:05d}" for i in range(1_234)]
     claimed = client.claim_many(NS, keys)
     assert {c.kind for c in claimed.values()} == {"claimed"}
@@ -129,7 +131,7 @@ def test_scan_streams_in_pages_without_an_open_transaction(client: CheckpointCli
         seen.append(record.key)  # type: ignore[union-attr]
         if len(seen) in (1, 700):
             states = {s for (s,) in admin.execute(
-                "SELECT state FROM pg_stat_activity WHERE application_name = 'mooncat-checkpoint'"
+                "SELECT state FROM pg_stat_activity WHERE application_name = %s", (schema,)
             )}
             assert "idle in transaction" not in states
     assert sorted(seen) == keys

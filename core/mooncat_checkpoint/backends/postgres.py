@@ -133,7 +133,14 @@ class PostgresBackend:
         self._pool_ref: ConnectionPool | None = None
         # Pools inherited over fork: never touched or closed in the child, whose sockets they share.
         self._inherited: list[ConnectionPool] = []
-        self._call(self._ensure_schema, retry=True)
+        # One direct connection first: an unreachable server is reported at once, with libpq's reason,
+        # instead of after the pool's wait for a connection.
+        try:
+            with psycopg.connect(self.target.conninfo, **_connect_kwargs(self.target.conninfo)) as conn:
+                conn.execute(_session_settings())
+                self._ensure_schema(conn)
+        except psycopg.OperationalError as exc:
+            raise _unavailable(self.target.display, exc) from exc
 
     # ---- connections ----
 
@@ -344,12 +351,15 @@ def _configure(conn: psycopg.Connection[Any], settings: str) -> None:
 
 
 def _check_idle(conn: psycopg.Connection[Any]) -> None:
+    # Closed here so that the pool discards it and opens a new one, instead of offering it again.
     if _closed_while_idle(conn):
+        conn.close()
         raise psycopg.OperationalError("the server closed this pooled connection while it was idle")
 
 
 async def _check_idle_async(conn: psycopg.AsyncConnection[Any]) -> None:
     if _closed_while_idle(conn):
+        await conn.close()
         raise psycopg.OperationalError("the server closed this pooled connection while it was idle")
 
 
@@ -392,12 +402,14 @@ class AsyncPostgresBackend:
                     max_size=self.target.pool_size, open=False, timeout=POOL_WAIT_S,
                     name="mooncat-checkpoint-async", configure=configure, check=_check_idle_async,
                 )
-                await pool.open()
+                kwargs = _connect_kwargs(self.target.conninfo)
                 try:
-                    await self._call_on(pool, self._ensure_schema, retry=True)
-                except BaseException:
-                    await pool.close()
-                    raise
+                    async with await psycopg.AsyncConnection.connect(self.target.conninfo, **kwargs) as conn:
+                        await conn.execute(settings)
+                        await self._ensure_schema(conn)
+                except psycopg.OperationalError as exc:
+                    raise _unavailable(self.target.display, exc) from exc
+                await pool.open()
                 self._pool_ref = pool
         return self._pool_ref
 
