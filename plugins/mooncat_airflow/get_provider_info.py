@@ -72,6 +72,11 @@ def get_provider_info() -> dict[str, Any]:
                         ),
                         "schema": {"type": ["string", "null"]},
                     },
+                    "durability": {
+                        "label": "Durability",
+                        "description": "full (default): every write synced to disk; fast: fewer syncs.",
+                        "schema": {"type": ["string", "null"], "enum": ["full", "fast", None]},
+                    },
                     "namespace": {
                         "label": "Default namespace",
                         "description": "Used by tasks that do not name a namespace themselves.",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
@@ -30,7 +30,8 @@ class CheckpointHook(BaseHook):
     """
     Give tasks a checkpoint client for the store named by a ``mooncat`` connection.
 
-    The connection's ``extra`` holds ``url`` (the store URL) and ``namespace`` (the default namespace),
+    The connection's ``extra`` holds ``url`` (the store URL), ``namespace`` (the default namespace) and
+    optionally ``durability`` (``full``, the default, or ``fast``: fewer disk syncs per write),
     e.g. ``AIRFLOW_CONN_MOONCAT_DEFAULT='{"conn_type": "mooncat", "extra": {"url": "sqlite:///x.db"}}'``.
     A URL in ``host`` is accepted too. When the connection does not exist, or names no URL, the
     library's own resolution applies (``MOONCAT_CHECKPOINT_URL``, the nearest
@@ -48,22 +49,22 @@ class CheckpointHook(BaseHook):
     def __init__(self, mooncat_conn_id: str | None = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mooncat_conn_id = mooncat_conn_id
-        self._settings: tuple[str | None, str | None] | None = None
+        self._settings: tuple[str | None, str | None, str] | None = None
         self._client: CheckpointClient | None = None
 
     # -- connection ----------------------------------------------------------------------------------
 
     @staticmethod
-    def _settings_from(conn: Connection | None) -> tuple[str | None, str | None]:
+    def _settings_from(conn: Connection | None) -> tuple[str | None, str | None, str]:
         if conn is None:
-            return None, None
+            return None, None, "full"
         extra = conn.extra_dejson or {}
         url = _extra_value(extra, "url")
         if url is None and conn.host and "://" in conn.host:
             url = conn.host
-        return url, _extra_value(extra, "namespace")
+        return url, _extra_value(extra, "namespace"), str(_extra_value(extra, "durability") or "full")
 
-    def _connection_settings(self) -> tuple[str | None, str | None]:
+    def _connection_settings(self) -> tuple[str | None, str | None, str]:
         if self._settings is None:
             conn = None
             if self.mooncat_conn_id:
@@ -75,7 +76,7 @@ class CheckpointHook(BaseHook):
             self._settings = self._settings_from(conn)
         return self._settings
 
-    async def _aconnection_settings(self) -> tuple[str | None, str | None]:
+    async def _aconnection_settings(self) -> tuple[str | None, str | None, str]:
         if self._settings is None:
             conn = None
             if self.mooncat_conn_id:
@@ -94,6 +95,11 @@ class CheckpointHook(BaseHook):
         """The connection's default namespace, if it has one."""
         return self._connection_settings()[1]
 
+    @property
+    def durability(self) -> str:
+        """``full`` (the library's default: every write synced to disk) or ``fast``."""
+        return self._connection_settings()[2]
+
     def resolve_namespace(self, namespace: str | None) -> str:
         """Return ``namespace``, or the connection's default; fail clearly when neither is set."""
         resolved = namespace or self.default_namespace
@@ -111,15 +117,21 @@ class CheckpointHook(BaseHook):
         if self._client is None:
             from mooncat_checkpoint import CheckpointClient
 
-            self._client = CheckpointClient(self.url)
+            self._client = CheckpointClient(self.url, durability=self._durability_choice(self.durability))
         return self._client
 
     async def aget_conn(self) -> AsyncCheckpointClient:
         """Return a new asynchronous client; the caller closes it (``async with``)."""
         from mooncat_checkpoint import AsyncCheckpointClient
 
-        url, _ = await self._aconnection_settings()
-        return AsyncCheckpointClient(url)
+        url, _, durability = await self._aconnection_settings()
+        return AsyncCheckpointClient(url, durability=self._durability_choice(durability))
+
+    @staticmethod
+    def _durability_choice(value: str) -> Literal["full", "fast"]:
+        if value not in ("full", "fast"):
+            raise ValueError(f"durability in the connection extra must be 'full' or 'fast', not {value!r}")
+        return "full" if value == "full" else "fast"
 
     def close(self) -> None:
         """Close the cached client, if any."""
