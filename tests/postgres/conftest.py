@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from pg_server import SERVER_URL, fresh_schema, require_server, store_url
-
 from mooncat_checkpoint import CheckpointClient
+from pg_server import SERVER_URL, fresh_schema, require_server, store_url
 
 pytestmark = pytest.mark.postgres
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+
 def server_now_ms(conn: Any) -> int:
     row = conn.execute("SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint").fetchone()
     return int(row[0])

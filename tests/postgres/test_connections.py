@@ -8,10 +8,9 @@ import threading
 import time
 from typing import Any
 
-from pg_support import terminate_clients
-
 from mooncat_checkpoint import AsyncCheckpointClient, CheckpointClient, LeaseLostError, Status
 from mooncat_checkpoint.backends.postgres import PostgresUnavailableError
+from pg_support import terminate_clients
 
 NS = "conn"
 KILL_ROUNDS = 15

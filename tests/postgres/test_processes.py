@@ -10,10 +10,9 @@ import time
 from collections import Counter
 from typing import Any
 
+from mooncat_checkpoint import CheckpointClient, Status
 from pg_server import SERVER_URL
 from pg_support import server_now_ms
-
-from mooncat_checkpoint import CheckpointClient, Status
 
 NS = "procs"
 CONTEXT = multiprocessing.get_context("spawn")  # fresh interpreters: nothing shared but the server

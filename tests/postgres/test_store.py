@@ -7,12 +7,11 @@ import warnings
 from typing import Any
 
 import pytest
-from pg_server import SERVER_URL, store_url
-from pg_support import server_now_ms
-
 from mooncat_checkpoint import AsyncCheckpointClient, CheckpointClient, CorruptRecord, Status
 from mooncat_checkpoint.errors import ConfigError, InvalidArgumentError
 from mooncat_checkpoint.machine import claim as machine_claim
+from pg_server import SERVER_URL, store_url
+from pg_support import server_now_ms
 
 NS = "pg"
 

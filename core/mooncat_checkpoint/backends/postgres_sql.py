@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from psycopg import sql
 
 from .. import machine
 from ..errors import ConfigError, CorruptRecordError, InvalidArgumentError
@@ -100,33 +99,35 @@ class Statements:
     """Every statement the backends send, bound to one schema and table."""
 
     target: PostgresTarget
-    names: dict[str, sql.Composable] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def for_target(cls, target: PostgresTarget) -> Statements:
+        # Plain double quotes are safe: the names were checked to be letters, digits and '_'.
         s, t = target.schema, target.table
         return cls(target, {
-            "schema": sql.Identifier(s),
-            "table": sql.Identifier(s, t),
-            "quarantine": sql.Identifier(s, f"{t}_quarantine"),
-            "version": sql.Identifier(s, f"{t}_schema_version"),
-            "status_index": sql.Identifier(f"{t}_status_idx"),
+            "schema": f'"{s}"',
+            "table": f'"{s}"."{t}"',
+            "quarantine": f'"{s}"."{t}_quarantine"',
+            "version": f'"{s}"."{t}_schema_version"',
+            "status_index": f'"{t}_status_idx"',
         })
 
-    def _sql(self, text: str) -> sql.Composed:
-        return sql.SQL(text).format(cols=sql.SQL(", ".join(COLUMNS)), now=sql.SQL(NOW_MS), **self.names)
+    def _sql(self, text: str) -> str:
+        # Built once per statement (cached properties): the same text each call keeps it prepared.
+        return text.format(cols=", ".join(COLUMNS), now=NOW_MS, **self.names)
 
-    @property
+    @cached_property
     def lock_key(self) -> str:
         return f"mooncat-checkpoint:{self.target.schema}.{self.target.table}"
 
-    @property
+    @cached_property
     def version_table(self) -> str:
         return f"{self.target.schema}.{self.target.table}_schema_version"
 
     # ---- schema ----
 
-    def create(self) -> list[sql.Composed]:
+    def create(self) -> list[str]:
         """Schema version 1. `namespace` and `storage_key` sort bytewise (COLLATE "C"), as in SQLite."""
         return [
             self._sql("CREATE SCHEMA IF NOT EXISTS {schema}"),
@@ -153,38 +154,48 @@ class Statements:
             self._sql("INSERT INTO {version} (version) VALUES (1) ON CONFLICT DO NOTHING"),
         ]
 
-    @property
-    def version_exists(self) -> sql.Composed:
+    @cached_property
+    def version_exists(self) -> str:
         return self._sql("SELECT to_regclass(%s) IS NOT NULL")
 
-    @property
-    def read_version(self) -> sql.Composed:
+    @cached_property
+    def read_version(self) -> str:
         return self._sql("SELECT max(version) FROM {version}")
 
     # ---- reads ----
 
-    @property
-    def now(self) -> sql.Composed:
+    @cached_property
+    def now(self) -> str:
         return self._sql("SELECT {now}")
 
-    @property
-    def select_one(self) -> sql.Composed:
+    @cached_property
+    def select_one(self) -> str:
         return self._sql("SELECT {cols} FROM {table} WHERE namespace = %s AND storage_key = %s")
 
-    @property
-    def select_many(self) -> sql.Composed:
+    @cached_property
+    def select_many(self) -> str:
         return self._sql("SELECT {cols} FROM {table} WHERE namespace = %s AND storage_key = ANY(%s)")
 
-    def page(self, with_status: bool) -> sql.Composed:
+    def page(self, with_status: bool) -> str:
         """One page of a namespace in key order: scans stream by key ranges, holding no transaction open."""
-        status = "AND status = %(status)s " if with_status else ""
+        return self._page_with_status if with_status else self._page_all
+
+    @cached_property
+    def _page_with_status(self) -> str:
+        return self._page("AND status = %(status)s ")
+
+    @cached_property
+    def _page_all(self) -> str:
+        return self._page("")
+
+    def _page(self, status: str) -> str:
         return self._sql(
             "SELECT {cols} FROM {table} WHERE namespace = %(ns)s " + status
             + "AND storage_key > %(after)s ORDER BY storage_key LIMIT %(limit)s"
         )
 
-    @property
-    def namespaces(self) -> sql.Composed:
+    @cached_property
+    def namespaces(self) -> str:
         # A skip scan over the primary key: one index probe per namespace, not a pass over every row.
         return self._sql(
             "WITH RECURSIVE ns(name) AS ("
@@ -194,29 +205,29 @@ class Statements:
             "SELECT name FROM ns WHERE name IS NOT NULL"
         )
 
-    @property
-    def segments_of(self) -> sql.Composed:
+    @cached_property
+    def segments_of(self) -> str:
         return self._sql("SELECT storage_key FROM {table} WHERE namespace = %s")
 
     # ---- writes ----
 
-    @property
-    def lock_many(self) -> sql.Composed:
+    @cached_property
+    def lock_many(self) -> str:
         # Locked in key order, so two transactions over overlapping keys cannot deadlock.
         return self._sql(
             "SELECT {cols} FROM {table} WHERE namespace = %s AND storage_key = ANY(%s) "
             "ORDER BY storage_key FOR UPDATE"
         )
 
-    @property
-    def insert(self) -> sql.Composed:
+    @cached_property
+    def insert(self) -> str:
         # No ON CONFLICT: a row that appeared since the lock read is a unique violation, and the
         # whole transaction is run again against it.
         marks = ", ".join(["%s"] * len(COLUMNS))
         return self._sql("INSERT INTO {table} ({cols}) VALUES (" + marks + ")")
 
-    @property
-    def update(self) -> sql.Composed:
+    @cached_property
+    def update(self) -> str:
         return self._sql(
             "UPDATE {table} SET key = %s, status = %s, owner_run_id = %s, lease_token = %s, "
             "lease_until = %s, "
@@ -224,12 +235,12 @@ class Statements:
             "WHERE namespace = %s AND storage_key = %s"
         )
 
-    @property
-    def delete(self) -> sql.Composed:
+    @cached_property
+    def delete(self) -> str:
         return self._sql("DELETE FROM {table} WHERE namespace = %s AND storage_key = %s")
 
-    @property
-    def claim(self) -> sql.Composed:
+    @cached_property
+    def claim(self) -> str:
         """Claim in one statement: insert, or take over a claimed record whose lease has ended.
 
         It mirrors `machine.claim`: the WHERE clauses are `lease_expired` (a missing lease_until
@@ -262,14 +273,14 @@ class Statements:
 
     # ---- quarantine ----
 
-    @property
-    def quarantine_copy(self) -> sql.Composed:
+    @cached_property
+    def quarantine_copy(self) -> str:
         return self._sql(
             "INSERT INTO {quarantine} SELECT {cols}, {now} FROM {table} "
             "WHERE namespace = %s AND storage_key = %s"
         )
 
-    @property
+    @cached_property
     def quarantine_name(self) -> str:
         return f"{self.target.display} {self.target.schema}.{self.target.table}_quarantine"
 
