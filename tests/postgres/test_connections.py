@@ -16,7 +16,9 @@ NS = "conn"
 KILL_ROUNDS = 15
 
 
-def test_next_call_after_the_server_ended_idle_connections_just_works(client: CheckpointClient, admin: Any, schema: str) -> None:
+def test_next_call_after_the_server_ended_idle_connections_just_works(
+    client: CheckpointClient, admin: Any, schema: str
+) -> None:
     first = client.claim(NS, "a")
     assert first.lease_token is not None
     assert terminate_clients(admin, schema) >= 1

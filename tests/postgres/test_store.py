@@ -76,9 +76,9 @@ def test_bad_url_options_are_refused_before_connecting(query: str, complaint: st
 def test_unreachable_server_is_a_clear_error() -> None:
     from mooncat_checkpoint.backends.postgres import PostgresUnavailableError
 
-    with CheckpointClient("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1") as cp:
-        with pytest.raises(PostgresUnavailableError) as err:
-            cp.get(NS, "k")
+    url = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"
+    with CheckpointClient(url) as cp, pytest.raises(PostgresUnavailableError) as err:
+        cp.get(NS, "k")
     assert "127.0.0.1:1/none" in str(err.value)
 
 
