@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from . import machine
 from .backends import AsyncBackend, Backend, open_async_backend, open_backend
 from .config import StoreLocation, parse_url, resolve_url
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, KeyConflictError
 from .keys import KeySpec, check_key, check_namespace, storage_segment
 from .machine import Transition
 from .protocol import DEFAULT_EXTEND_MS, DEFAULT_LEASE_MS, Checkpoint, ClaimResult, CorruptRecord, Status
@@ -134,6 +134,18 @@ class ClientCore:
     def get_many(self, namespace: str, keys: Iterable[str]) -> tuple[str, dict[str, str]]:
         check_namespace(namespace)
         return namespace, {key: storage_segment(check_key(key)) for key in self._keys(keys)}
+
+    @staticmethod
+    def match(namespace: str, segments: Mapping[str, str], found: Mapping[str, Checkpoint]) -> dict[str, Checkpoint]:
+        """Pair keys with the records read for their segments; a record of another key is a conflict."""
+        matched: dict[str, Checkpoint] = {}
+        for key, segment in segments.items():
+            record = found.get(segment)
+            if record is not None:
+                if record.key != key:
+                    raise KeyConflictError(namespace, key, record.key)
+                matched[key] = record
+        return matched
 
     @staticmethod
     def _keys(keys: Iterable[str]) -> list[str]:
@@ -267,11 +279,7 @@ class CheckpointClient:
     def get(self, ns: str, key: str) -> Checkpoint | None:
         namespace, segment = self._core.target(ns, key)
         record = self.backend.read(namespace, segment)
-        if record is not None and record.key != key:
-            from .errors import KeyConflictError
-
-            raise KeyConflictError(namespace, key, record.key)
-        return record
+        return None if record is None else self._core.match(namespace, {key: segment}, {segment: record})[key]
 
     def reset(self, ns: str, key: str) -> bool:
         return bool(self._run(self._core.reset(ns, key)))
@@ -341,10 +349,7 @@ class CheckpointClient:
         """Records of many keys in one read (one query on SQL stores); absent keys are left out."""
         namespace, segments = self._core.get_many(ns, keys)
         found = self.backend.read_many(namespace, list(set(segments.values())))
-        return {
-            key: record for key, segment in segments.items()
-            if (record := found.get(segment)) is not None and record.key == key
-        }
+        return self._core.match(namespace, segments, found)
 
     def claim_many(
         self, ns: str, keys: Iterable[str], owner_run_id: str | None = None, lease_ms: int | None = None
@@ -482,19 +487,12 @@ class AsyncCheckpointClient:
     async def get(self, ns: str, key: str) -> Checkpoint | None:
         namespace, segment = self._core.target(ns, key)
         record = await (await self._ready()).read(namespace, segment)
-        if record is not None and record.key != key:
-            from .errors import KeyConflictError
-
-            raise KeyConflictError(namespace, key, record.key)
-        return record
+        return None if record is None else self._core.match(namespace, {key: segment}, {segment: record})[key]
 
     async def get_many(self, ns: str, keys: Iterable[str]) -> dict[str, Checkpoint]:
         namespace, segments = self._core.get_many(ns, keys)
         found = await (await self._ready()).read_many(namespace, list(set(segments.values())))
-        return {
-            key: record for key, segment in segments.items()
-            if (record := found.get(segment)) is not None and record.key == key
-        }
+        return self._core.match(namespace, segments, found)
 
     async def reset(self, ns: str, key: str) -> bool:
         return bool(await self._run(self._core.reset(ns, key)))

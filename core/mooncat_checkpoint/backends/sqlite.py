@@ -230,7 +230,14 @@ class _transaction:
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if exc is None:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT (disk full, I/O error) can leave the transaction open: end it.
+                if self.conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                raise
             return
         with contextlib.suppress(sqlite3.Error):  # the original error is what the caller must see
             self.conn.execute("ROLLBACK")
