@@ -1,0 +1,149 @@
+"""The command-line tool, run as a real subprocess the way users run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mooncat_checkpoint import CheckpointClient
+
+
+def cli(*args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "MOONCAT_CHECKPOINT_URL"}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "mooncat_checkpoint", *args],
+        cwd=cwd, input=stdin, capture_output=True, text=True, env=environment, timeout=120,
+    )
+
+
+def finish(url: str, ns: str, key: str, result: object) -> None:
+    with CheckpointClient(url) as cp:
+        claim = cp.claim(ns, key, owner_run_id="cli-test")
+        assert claim.lease_token is not None
+        cp.done(ns, key, claim.lease_token, result=result)
+
+
+@pytest.fixture(params=["file", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"file://{tmp_path}/store" if request.param == "file" else f"sqlite://{tmp_path}/store.db"
+
+
+def test_init_writes_a_config_that_url_then_reports(tmp_path: Path) -> None:
+    made = cli("init", "--url", "sqlite://./cp.db", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    config = json.loads((tmp_path / "mooncat-checkpoint.config.json").read_text())
+    assert config == {"backend": {"url": "sqlite://./cp.db"}}
+    shown = cli("url", "--json", cwd=tmp_path)
+    data = json.loads(shown.stdout)
+    assert data["url"] == "sqlite://./cp.db"
+    assert data["source"].startswith("config ")
+    assert data["location"] == str(tmp_path / "cp.db")
+    again = cli("init", cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_init_refuses_a_bad_url_before_writing(tmp_path: Path) -> None:
+    made = cli("init", "--url", "file://~/x", cwd=tmp_path)
+    assert made.returncode == 2
+    assert not (tmp_path / "mooncat-checkpoint.config.json").exists()
+
+
+def test_list_get_reset_and_exit_codes(url: str, tmp_path: Path) -> None:
+    finish(url, "ns", "a key/with slash", {"n": 1})
+    listed = cli("list", "ns", "--url", url, "--json", cwd=tmp_path)
+    assert [r["key"] for r in json.loads(listed.stdout)] == ["a key/with slash"]
+    human = cli("--url", url, "list", "ns", cwd=tmp_path)
+    assert "[done   ] a key/with slash" in human.stdout
+    got = cli("get", "ns", "a key/with slash", "--url", url, cwd=tmp_path)
+    assert got.returncode == 0 and json.loads(got.stdout)["result"] == {"n": 1}
+    missing = cli("get", "ns", "nope", "--url", url, cwd=tmp_path)
+    assert missing.returncode == 1
+    reset = cli("reset", "ns", "a key/with slash", "--url", url, "--json", cwd=tmp_path)
+    assert json.loads(reset.stdout) == {"deleted": True}
+    assert cli("get", "ns", "a key/with slash", "--url", url, cwd=tmp_path).returncode == 1
+
+
+def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    for args in (["list", "bad ns", "--url", "memory://"], ["list", "ns", "--url", "file://x?y=1"],
+                 ["gc", "--url", "nosuch://x"]):
+        run = cli(*args, cwd=tmp_path)
+        assert run.returncode == 2
+        assert run.stderr.startswith("mooncat-checkpoint: error: ")
+        assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1
+
+
+def test_stats_counts_per_namespace_and_status(url: str, tmp_path: Path) -> None:
+    finish(url, "alpha", "k1", 1)
+    finish(url, "alpha", "k2", 2)
+    with CheckpointClient(url) as cp:
+        cp.claim("beta", "k3")
+    stats = json.loads(cli("stats", "--url", url, "--json", cwd=tmp_path).stdout)
+    assert stats == {"alpha": {"done": 2}, "beta": {"claimed": 1}}
+
+
+def test_gc_deletes_only_expired_claims(url: str, tmp_path: Path) -> None:
+    with CheckpointClient(url) as cp:
+        cp.claim("ns", "short", lease_ms=1)
+        cp.claim("ns", "long", lease_ms=600_000)
+    import time
+
+    time.sleep(0.01)
+    gc = cli("gc", "--url", url, "--json", cwd=tmp_path)
+    assert json.loads(gc.stdout) == {"deleted": 1}
+    with CheckpointClient(url) as cp:
+        assert [r.key for r in cp.list("ns")] == ["long"]
+
+
+def test_export_then_import_moves_a_store_and_never_overwrites(tmp_path: Path) -> None:
+    source = f"file://{tmp_path}/src"
+    target = f"sqlite://{tmp_path}/dst.db"
+    finish(source, "ns", "k1", {"v": "é"})
+    finish(source, "ns", "needs hashing", [1, 2])
+    finish(source, "other", "k3", None)
+    exported = cli("export", "--url", source, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    lines = exported.stdout.splitlines()
+    assert len(lines) == 3
+    # The target already has its own version of k1: import must keep it.
+    finish(target, "ns", "k1", {"v": "theirs"})
+    imported = cli("import", "--url", target, "--json", cwd=tmp_path, stdin=exported.stdout)
+    assert json.loads(imported.stdout) == {"read": 3, "imported": 2, "kept_existing": 1}
+    with CheckpointClient(target) as cp:
+        assert cp.get("ns", "k1").result == {"v": "theirs"}  # type: ignore[union-attr]
+        assert cp.get("ns", "needs hashing").result == [1, 2]  # type: ignore[union-attr]
+        assert cp.claim("other", "k3").kind == "done"
+
+
+def test_import_validates_every_line_before_writing(tmp_path: Path) -> None:
+    target = f"sqlite://{tmp_path}/dst.db"
+    good = json.dumps({"namespace": "ns", "key": "k", "status": "done", "ownerRunId": None, "leaseToken": None,
+                       "leaseUntil": None, "result": 1, "resultRef": None, "attempts": 1, "createdAt": 1,
+                       "updatedAt": 1})
+    bad = good.replace('"done"', '"finished"')
+    run = cli("import", "--url", target, cwd=tmp_path, stdin=good + "\n" + bad + "\n")
+    assert run.returncode == 2 and "line 2" in run.stderr and "finished" in run.stderr
+    with CheckpointClient(target) as cp:
+        assert cp.get("ns", "k") is None
+
+
+def test_doctor_reports_and_quarantines_unreadable_records(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/store"
+    finish(url, "ns", "fine", 1)
+    broken = tmp_path / "store" / "ns" / "broken.json"
+    broken.write_text("{not json")
+    listed = cli("list", "ns", "--url", url, cwd=tmp_path)
+    assert "fine" in listed.stdout and "broken.json" in listed.stderr
+    found = cli("doctor", "--url", url, "--json", cwd=tmp_path)
+    assert found.returncode == 2
+    assert [p["location"] for p in json.loads(found.stdout)] == [str(broken)]
+    fixed = cli("doctor", "--quarantine", "--url", url, cwd=tmp_path)
+    assert fixed.returncode == 0 and "moved 1" in fixed.stdout
+    assert not broken.exists()
+    assert cli("doctor", "--url", url, cwd=tmp_path).returncode == 0
+    with CheckpointClient(url) as cp:
+        assert cp.claim("ns", "broken").kind == "claimed"
