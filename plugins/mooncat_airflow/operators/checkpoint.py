@@ -400,6 +400,9 @@ class CheckpointMixin:
             )
 
     def _checkpoint_release(self, step: Step) -> None:
+        if step.finished:
+            # Already released (on_kill runs before the termination reaches the task) or recorded.
+            return
         try:
             step.release()
         except Exception:  # releasing is best effort; the lease expires anyway
@@ -407,7 +410,7 @@ class CheckpointMixin:
 
     def on_kill(self) -> None:
         step = self._checkpoint_step
-        if step is not None and not step.finished:
+        if step is not None:
             # Release first: the kill may not leave time for anything after the wrapped operator's cleanup.
             self._checkpoint_release(step)
         super().on_kill()  # type: ignore[misc]

@@ -53,17 +53,22 @@ def _status(record: Any) -> str:
     return str(getattr(record.status, "value", record.status))
 
 
-def _age(updated_at_ms: int | None, now_ms: int) -> str:
-    if not updated_at_ms:
+def _span(start_ms: int | None, end_ms: int) -> str:
+    """A short human duration from start to end (epoch milliseconds)."""
+    if not start_ms:
         return ""
-    seconds = max(0, (now_ms - updated_at_ms) // 1000)
+    seconds = max(0, (end_ms - start_ms) // 1000)
     for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
 
 
-def _preview(record: Any) -> str:
+def _preview(record: Any, now_ms: int) -> str:
+    if _status(record) == "claimed":
+        if record.lease_until is None or record.lease_until <= now_ms:
+            return "lease expired: the next claim takes it over"
+        return f"working; lease ends in {_span(now_ms, record.lease_until)}"
     if record.result_ref:
         return f"ref: {record.result_ref}"
     if record.result is None:
@@ -78,10 +83,10 @@ def _row(record: Any, now_ms: int) -> dict[str, Any]:
         "status": _status(record),
         "owner": record.owner_run_id,
         "attempts": record.attempts,
-        "age": _age(record.updated_at, now_ms),
+        "age": _span(record.updated_at, now_ms),
         "lease_until": record.lease_until,
         "updated_at": record.updated_at,
-        "preview": _preview(record),
+        "preview": _preview(record, now_ms),
     }
 
 
