@@ -12,7 +12,9 @@ import pytest
 from mooncat_checkpoint import CheckpointClient
 
 
-def cli(*args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k != "MOONCAT_CHECKPOINT_URL"}
     environment.update(env or {})
     return subprocess.run(
