@@ -91,3 +91,30 @@ def test_wait_for_ts_export_hands_the_result_on(client: Any) -> None:
     run = run_dag(wait_for_ts_export.wait_for_ts_export())
     assert str(run.state) == "success"
     assert xcom(run, "publish") == "publishing 10 rows from day.csv"
+
+
+def _prefect_flow_functions() -> dict[str, Any]:
+    """The flow's key and count functions, lifted from its source (Prefect is not installed here)."""
+    import ast
+    import collections
+    import hashlib as hashlib_module
+
+    source = (Path(__file__).resolve().parents[2] / "flows" / "stdlib_index.py").read_text(encoding="utf-8")
+    wanted = {"content_key", "count_definitions"}
+    tree = ast.parse(source)
+    body = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in wanted]
+    assert {node.name for node in body} == wanted
+    namespace: dict[str, Any] = {"ast": ast, "hashlib": hashlib_module, "Counter": collections.Counter, "Any": Any}
+    exec(compile(ast.Module(body=body, type_ignores=[]), "flows/stdlib_index.py", "exec"), namespace)
+    return namespace
+
+
+def test_dag_and_prefect_flow_file_the_same_results_under_the_same_keys(source_tree: Path) -> None:
+    import sysconfig
+
+    flow = _prefect_flow_functions()
+    stdlib = stdlib_index.list_sources(Path(sysconfig.get_paths()["stdlib"]))[:150]
+    for path in [*stdlib, *stdlib_index.list_sources(source_tree)]:
+        data = path.read_bytes()
+        assert stdlib_index.content_key(data) == flow["content_key"](data)
+        assert stdlib_index.count_definitions(data) == flow["count_definitions"](data), path
