@@ -37,11 +37,10 @@ from typing import Any
 # ephemeral server on a small machine. Set before Prefect reads its settings.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
-from mooncat_checkpoint import CheckpointClient  # noqa: E402
-from prefect import flow, task  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
-
-from mooncat_prefect import checkpoint_task  # noqa: E402
+from mooncat_checkpoint import CheckpointClient
+from mooncat_prefect import checkpoint_task
+from prefect import flow, task
+from prefect.task_runners import ThreadPoolTaskRunner
 
 NAMESPACE = "stdlib-index"
 SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__"}
@@ -118,7 +117,7 @@ def stdlib_index(root: str | None = None, url: str | None = None, limit: int | N
         name=[os.path.relpath(paths_by_key[key][0], base) for key in todo],
     )
     failed = 0
-    for key, future in zip(todo, futures):
+    for key, future in zip(todo, futures, strict=True):
         future.wait()
         state = future.state
         if state.is_completed():

@@ -12,6 +12,7 @@ counts of the current process for callers that want them anyway.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import defaultdict
 from enum import Enum
 from typing import Any
@@ -93,10 +94,14 @@ def write_summary(flow: Any, flow_run: Any, state: Any) -> None:
         f"Checkpointed task runs: {totals['ran']} ran, {totals['skipped']} skipped (already done), "
         f"{totals['failed']} failed."
     )
+    table = TableArtifact(key=ARTIFACT_KEY, table=rows, description=description, flow_run_id=flow_run.id)
     try:
-        TableArtifact(key=ARTIFACT_KEY, table=rows, description=description, flow_run_id=flow_run.id).create(
-            _sync=True  # type: ignore[call-arg]  # async_dispatch: the hook may be called from an async engine
-        )
+        with warnings.catch_warnings():
+            # Hooks of a crashed run are called outside the run context, which Prefect warns about even
+            # though the flow run id is given explicitly.
+            warnings.simplefilter("ignore", FutureWarning)
+            # _sync: create() dispatches on the calling context, and an async engine may call this hook.
+            table.create(_sync=True)  # type: ignore[call-arg]
     except Exception as exc:
         # The summary is informational; a failing artifact call must not turn a finished flow run red.
         logger.warning("could not write the checkpoint summary artifact: %s", exc)

@@ -20,7 +20,7 @@ import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Generic, Literal, TypeVar, Union, cast, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 from uuid import UUID
 
 from mooncat_checkpoint import (
@@ -42,7 +42,6 @@ from prefect.settings import PREFECT_TASKS_REFRESH_CACHE
 from prefect.states import Completed, Failed, State
 from prefect.tasks import Task
 from prefect.utilities.asyncutils import run_coro_as_sync
-from typing_extensions import ParamSpec
 
 from . import artifacts, results
 from .artifacts import Outcome
@@ -52,7 +51,7 @@ R = TypeVar("R")
 
 OnBusy = Literal["wait", "raise"]
 OnFailure = Literal["abandon", "fail"]
-KeySpec = Union[str, Callable[[dict[str, Any]], str], CachePolicy]
+KeySpec = str | Callable[[dict[str, Any]], str] | CachePolicy
 
 logger = get_logger("mooncat_prefect")
 

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 from interop_node import require_node, ts_run
 from mooncat_checkpoint import CheckpointClient
+from mooncat_prefect import checkpoint_task
 from prefect import flow
 from prefect.states import State
-
-from mooncat_prefect import checkpoint_task
 
 pytestmark = pytest.mark.interop
 

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from mooncat_checkpoint import CheckpointClient
+from mooncat_prefect import checkpoint_task
 from prefect import flow
 from prefect.settings import get_current_settings
 from prefect.states import State
 from prefect.task_runners import ProcessPoolTaskRunner
-
-from mooncat_prefect import checkpoint_task
 
 RACER = textwrap.dedent(
     """
@@ -74,7 +73,7 @@ def test_two_flow_runs_in_two_processes_run_each_key_once(tmp_path: Path, store_
         time.sleep(0.05)
     go.touch()
     outputs = [racer.communicate(timeout=180)[0].decode("utf-8", "replace") for racer in racers]
-    for racer, output in zip(racers, outputs):
+    for racer, output in zip(racers, outputs, strict=True):
         assert racer.returncode == 0, output[-3000:]
     executed = [line.split() for line in log.read_text().splitlines()]
     per_key = Counter(int(n) for _, n in executed)

@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 from mooncat_checkpoint import CheckpointClient, InvalidArgumentError, StepBusyError, StepFailedError
+from mooncat_prefect import ARTIFACT_KEY, RESULT_REF_PREFIX, CheckpointTask, checkpoint_task
 from prefect import flow
 from prefect.artifacts import Artifact
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 from prefect.states import State
-
-from mooncat_prefect import ARTIFACT_KEY, RESULT_REF_PREFIX, CheckpointTask, checkpoint_task
 
 NS = "prefect-tests"
 
@@ -391,3 +390,113 @@ def test_summary_artifact_counts_ran_skipped_failed(store_url: str) -> None:
     rows = json.loads(artifact.data)
     assert rows == [{"task": "maybe", "ran": 0, "skipped": 3, "failed": 1}]
     assert "3 skipped" in (artifact.description or "")
+
+
+class Interrupted(BaseException):
+    """Stands for a crash signal: a BaseException, which Prefect treats as a crash, not a failure."""
+
+
+def test_base_exception_and_timeout_release_the_claim_at_once(store_url: str, client: CheckpointClient) -> None:
+    @checkpoint_task(namespace=NS, key="crash/{n}", url=store_url, lease_ms=600_000)
+    def crashing(n: int) -> int:
+        raise Interrupted()
+
+    @checkpoint_task(namespace=NS, key="slow/{n}", url=store_url, lease_ms=600_000, timeout_seconds=0.5)
+    def too_slow(n: int) -> int:
+        time.sleep(3)
+        return n
+
+    @flow
+    def crash_flow() -> None:
+        crashing(1)
+
+    @flow
+    def timeout_flow() -> dict[str, State[Any]]:
+        return {"state": too_slow(1, return_state=True)}
+
+    with pytest.raises(Interrupted):
+        crash_flow()
+    # Released, not left to a ten-minute lease: the next run can take the key right away.
+    assert client.get(NS, "crash/1") is None
+    state = timeout_flow()["state"]
+    assert state.is_failed() and state.name == "TimedOut"
+    assert client.get(NS, "slow/1") is None
+
+
+def test_returned_failed_state_is_not_recorded(store_url: str, client: CheckpointClient) -> None:
+    from prefect.states import Failed
+
+    @checkpoint_task(namespace=NS, key="soft/{n}", url=store_url)
+    def soft_fail(n: int) -> Any:
+        return Failed(message="upstream said no")
+
+    @flow
+    def pipeline() -> dict[str, State[Any]]:
+        return {"state": soft_fail(1, return_state=True)}
+
+    state = pipeline()["state"]
+    assert state.is_failed()
+    assert client.get(NS, "soft/1") is None
+
+
+def test_lease_is_renewed_while_the_function_runs(store_url: str, client: CheckpointClient) -> None:
+    seen: list[str] = []
+
+    @checkpoint_task(namespace=NS, key="long/{n}", url=store_url, lease_ms=600)
+    def long_running(n: int) -> int:
+        time.sleep(1.5)  # well past the 0.6 s lease: only the heartbeat keeps it ours
+        with CheckpointClient(store_url) as other:
+            seen.append(other.claim(NS, f"long/{n}", owner_run_id="intruder").kind)
+        return n
+
+    @flow
+    def pipeline() -> int:
+        return long_running(1)
+
+    assert pipeline() == 1
+    assert seen == ["busy"]
+    record = client.get(NS, "long/1")
+    assert record is not None and record.status == "done" and record.attempts == 1
+
+
+def test_cache_policy_as_key(store_url: str, client: CheckpointClient) -> None:
+    from prefect.cache_policies import INPUTS
+
+    calls = Calls()
+
+    @checkpoint_task(namespace=NS, key=INPUTS, url=store_url)
+    def hashed(n: int) -> int:
+        calls.add(n)
+        return n
+
+    @flow
+    def pipeline() -> State[Any]:
+        return hashed(4, return_state=True)
+
+    assert pipeline().name == "Completed"
+    assert pipeline().name == "Cached"
+    assert calls.total == 1
+    [record] = client.list(NS)
+    assert record.result == 4 and record.key  # an opaque Python-only hash
+
+
+def test_foreign_result_ref_fails_loudly_without_retries(store_url: str, client: CheckpointClient) -> None:
+    from mooncat_prefect import ResultUnavailableError
+
+    claimed = client.claim(NS, "foreign/1", owner_run_id="ts-job")
+    client.done(NS, "foreign/1", claimed.lease_token, result_ref="s3://bucket/blob-1")
+    running = Calls()
+
+    @checkpoint_task(namespace=NS, key="foreign/{n}", url=store_url, retries=2, retry_delay_seconds=0,
+                     on_running=[lambda task, run, state: running.add(run.id)])
+    def consume(n: int) -> int:
+        return n
+
+    @flow
+    def pipeline() -> dict[str, State[Any]]:
+        return {"state": consume(1, return_state=True)}
+
+    state = pipeline()["state"]
+    with pytest.raises(ResultUnavailableError, match="s3://bucket/blob-1"):
+        state.result()
+    assert running.total == 1
