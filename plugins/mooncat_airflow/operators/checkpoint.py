@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, TypeVar, cast, get_args
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import BaseOperator, BaseOperatorLink
+from airflow.sdk import BaseOperator, BaseOperatorLink, conf
 from airflow.sdk.exceptions import (
     AirflowException,
     AirflowFailException,
@@ -102,7 +102,7 @@ class CheckpointMixin:
         checkpoint_on_done: OnDone = "return",
         checkpoint_on_busy: OnBusy = "wait",
         checkpoint_busy_mode: BusyMode = "poke",
-        checkpoint_deferrable: bool = False,
+        checkpoint_deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         checkpoint_poll_interval: float = 5.0,
         checkpoint_busy_timeout: float | None = None,
         checkpoint_on_error: OnError = "fail",
@@ -455,7 +455,7 @@ class CheckpointOperator(CheckpointMixin, PythonOperator):
         on_done: OnDone = "return",
         on_busy: OnBusy = "wait",
         busy_mode: BusyMode = "poke",
-        deferrable: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 5.0,
         busy_timeout: float | None = None,
         on_error: OnError = "fail",

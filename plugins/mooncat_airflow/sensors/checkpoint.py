@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mooncat_airflow.hooks.checkpoint import CheckpointHook
@@ -41,7 +41,7 @@ class CheckpointSensor(BaseSensorOperator):
         key: str,
         namespace: str | None = None,
         mooncat_conn_id: str | None = CheckpointHook.default_conn_name,
-        deferrable: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -51,16 +51,15 @@ class CheckpointSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.checkpoint_target: tuple[str, str] | None = None
 
-    def _target(self) -> tuple[str, str]:
-        hook = CheckpointHook(mooncat_conn_id=self.mooncat_conn_id)
+    def _target(self, hook: CheckpointHook) -> tuple[str, str]:
         namespace = hook.resolve_namespace(self.namespace)
         self.checkpoint_target = (namespace, self.key)
         return namespace, self.key
 
     def poke(self, context: Context) -> PokeReturnValue:
-        namespace, key = self._target()
         hook = CheckpointHook(mooncat_conn_id=self.mooncat_conn_id)
         try:
+            namespace, key = self._target(hook)
             record = hook.get_conn().get(namespace, key)
         finally:
             hook.close()
@@ -81,7 +80,7 @@ class CheckpointSensor(BaseSensorOperator):
         first = self.poke(context)
         if first.is_done:
             return first.xcom_value
-        namespace, key = self._target()
+        namespace, key = self.checkpoint_target or self._target(CheckpointHook(mooncat_conn_id=self.mooncat_conn_id))
         self.defer(
             trigger=CheckpointTrigger(
                 namespace=namespace,
