@@ -74,7 +74,8 @@ def list_sources(root: Path) -> list[Path]:
     },
 )
 def stdlib_index() -> None:
-    @task
+    # multiple_outputs=False: these return dicts, which would otherwise be split into one XCom per key.
+    @task(multiple_outputs=False)
     def plan() -> dict[str, Any]:
         from mooncat_airflow import CheckpointHook
 
@@ -111,6 +112,7 @@ def stdlib_index() -> None:
         lease_ms=20_000,
         retries=1,
         retry_delay=dt.timedelta(seconds=5),
+        multiple_outputs=False,
         map_index_template="{{ task.op_kwargs['name'] }}",
     )
     def index_file(path: str, digest: str, name: str) -> dict[str, Any]:
@@ -121,7 +123,7 @@ def stdlib_index() -> None:
             raise RuntimeError(f"{path} changed while indexing; run again")
         return count_definitions(data)
 
-    @task(trigger_rule="none_failed")
+    @task(trigger_rule="none_failed", multiple_outputs=False)
     def summarize(planned: dict[str, Any]) -> dict[str, Any]:
         from mooncat_airflow import CheckpointHook
 
