@@ -6,7 +6,7 @@ import asyncio
 import builtins
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -500,6 +500,15 @@ class AsyncCheckpointClient:
     async def list(self, ns: str, status: Status | str | None = None) -> list[Checkpoint]:
         namespace, wanted = self._core.list_args(ns, status)
         return self._core.ordered([item async for item in (await self._ready()).scan(namespace, wanted)])
+
+    async def namespaces(self) -> builtins.list[str]:
+        return await (await self._ready()).namespaces()
+
+    async def scan(self, ns: str, status: Status | str | None = None) -> AsyncIterator[Checkpoint | CorruptRecord]:
+        """Stream a namespace's records, unordered, with unreadable ones as CorruptRecord."""
+        namespace, wanted = self._core.list_args(ns, status)
+        async for item in (await self._ready()).scan(namespace, wanted):
+            yield item
 
     async def _sweep(self, namespace: str | None, pick: Callable[[Checkpoint, int], bool],
                      transition: Transition[bool]) -> int:

@@ -241,3 +241,17 @@ def test_async_clients_share_a_store_with_blocking_ones(shared_store_url: str) -
     with CheckpointClient(shared_store_url) as cp:
         outcome = cp.claim("ns", "k")
         assert outcome.kind == "done" and outcome.checkpoint.result == "from async"
+
+
+def test_async_client_lists_namespaces_and_streams_records(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with AsyncCheckpointClient(f"sqlite://{tmp_path}/a.db") as cp:
+            for ns, key in (("alpha", "k1"), ("alpha", "k2"), ("beta", "k3")):
+                claim = await cp.claim(ns, key)
+                assert claim.lease_token is not None
+                await cp.done(ns, key, claim.lease_token, result=key)
+            assert await cp.namespaces() == ["alpha", "beta"]
+            assert sorted([r.key async for r in cp.scan("alpha")]) == ["k1", "k2"]  # type: ignore[union-attr]
+            assert [r.key async for r in cp.scan("beta", "claimed")] == []  # type: ignore[union-attr]
+
+    run(body)
