@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from .errors import CheckpointResultSerializationError, CorruptRecordError, InvalidArgumentError
@@ -112,7 +113,8 @@ def _check_str(text: str, path: str) -> bool:
     return True
 
 
-_scan_value = json.JSONDecoder().scan_once
+# The decoder's C scanner is set per instance and not declared in the type stubs.
+_scan_value: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def loads_stored(text: str) -> Any:
