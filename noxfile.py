@@ -28,7 +28,7 @@ def _env() -> dict[str, str]:
 def lint(session: nox.Session) -> None:
     """ruff and strict mypy over the core library."""
     session.install("-e", ".[postgres]", "ruff>=0.6", "mypy>=1.11")
-    session.run("ruff", "check", "core", "tests/core")
+    session.run("ruff", "check", ".")
     session.run("mypy")
 
 
