@@ -14,8 +14,9 @@ Three cases, each a one-task DAG run with ``dag.test()``:
 - the same two with ``link=False``: no "Checkpoint" link, which Airflow stores as one more XCom;
 - a first run with ``link=False`` on a connection whose extra sets ``"durability": "fast"``.
 
-For each it reports the median and minimum of the task instance's own duration (start to end, as
-Airflow records it) and of the whole ``dag.test()`` call, and the difference to ``plain``.
+For each it reports medians of three spans, and their difference to ``plain``: the operator's
+``execute()`` (where the checkpoint work happens), the task instance's recorded duration (adds Airflow's
+task runner, XCom and link writes) and the whole ``dag.test()`` call (adds Airflow's scheduling loop).
 """
 
 from __future__ import annotations
@@ -114,12 +115,30 @@ def _setup(home: Path) -> None:
     sys.path.insert(0, str(dags))
 
 
-def _run(dag: Any, conf: dict[str, Any]) -> tuple[float, float]:
-    """One dag.test(); returns (task instance duration, wall time of the call) in seconds."""
+_EXECUTE_SECONDS: list[float] = []
+
+
+def _time_execute(operator_class: Any) -> None:
+    """Record how long each ``execute()`` of ``operator_class`` takes: the part the provider adds to."""
+    original = operator_class.execute
+
+    def timed(self: Any, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(self, context)
+        finally:
+            _EXECUTE_SECONDS.append(time.perf_counter() - started)
+
+    operator_class.execute = timed
+
+
+def _run(dag: Any, conf: dict[str, Any]) -> tuple[float, float, float]:
+    """One dag.test(); returns (execute(), task instance duration, whole call) in seconds."""
     import datetime as dt
 
     from airflow.utils.session import create_session
 
+    _EXECUTE_SECONDS.clear()
     started = time.perf_counter()
     dag_run = dag.test(logical_date=dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc), run_conf=conf)
     wall = time.perf_counter() - started
@@ -127,7 +146,7 @@ def _run(dag: Any, conf: dict[str, Any]) -> tuple[float, float]:
         raise RuntimeError(f"{dag.dag_id} ended {dag_run.state}")
     with create_session() as session:
         (ti,) = dag_run.get_task_instances(session=session)
-        return float(ti.duration or 0.0), wall
+        return _EXECUTE_SECONDS[-1], float(ti.duration or 0.0), wall
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
 
         db.initdb()
         import bench_dags  # type: ignore[import-not-found]
+        from airflow.providers.standard.decorators.python import _PythonDecoratedOperator
+        from mooncat_airflow.decorators.checkpoint import _CheckpointDecoratedOperator
+
+        _time_execute(_PythonDecoratedOperator)
+        _time_execute(_CheckpointDecoratedOperator)
 
         # Warm-up: the first dag.test() of a process builds Airflow's in-process API server.
         for _ in range(2):
@@ -151,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         _run(bench_dags.nolink, {"n": "warm-up"})
         _run(bench_dags.fast, {"n": "warm-up"})
 
-        samples: dict[str, list[tuple[float, float]]] = {
+        samples: dict[str, list[tuple[float, float, float]]] = {
             "plain": [],
             "first": [],
             "skip": [],
@@ -178,23 +202,23 @@ def main(argv: list[str] | None = None) -> int:
         "skip_nolink": "  link=False, skip run",
         "first_fast": "  + durability=fast, first",
     }
-    base_task = statistics.median(s[0] for s in samples["plain"]) * 1000
-    base_wall = statistics.median(s[1] for s in samples["plain"]) * 1000
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"no-op task under dag.test(), {args.runs} runs per case, {os.cpu_count()} CPUs, load average {load}")
-    print("milliseconds; 'task' is the task instance's recorded duration, 'dag.test()' the whole call")
-    header = f"{'case':<28}{'task med':>9}{'min':>7}{'added':>16}{'dag.test() med':>16}{'added':>16}"
+    print("median milliseconds and the difference to the plain task;")
+    print("execute(): the operator's execute call; task: the task instance's recorded duration (adds the")
+    print("task runner, XComs and links); dag.test(): the whole call")
+    columns = ("execute()", "task", "dag.test()")
+    header = f"{'case':<28}" + "".join(f"{name:>23}" for name in columns)
     print(header)
     print("-" * len(header))
+    base = [statistics.median(s[i] for s in samples["plain"]) * 1000 for i in range(3)]
     for name, rows in samples.items():
-        task_ms = [s[0] * 1000 for s in rows]
-        wall_ms = [s[1] * 1000 for s in rows]
-        med_task, med_wall = statistics.median(task_ms), statistics.median(wall_ms)
-        added_task = f"{med_task - base_task:+.1f} ({(med_task / base_task - 1) * 100:+.0f}%)"
-        added_wall = f"{med_wall - base_wall:+.1f} ({(med_wall / base_wall - 1) * 100:+.0f}%)"
-        print(
-            f"{labels[name]:<28}{med_task:>9.1f}{min(task_ms):>7.1f}{added_task:>16}{med_wall:>16.1f}{added_wall:>16}"
-        )
+        cells = []
+        for i in range(3):
+            median = statistics.median(s[i] for s in rows) * 1000
+            added = f"{median:.1f} ({median - base[i]:+.1f})" if name != "plain" else f"{median:.1f}"
+            cells.append(f"{added:>23}")
+        print(f"{labels[name]:<28}" + "".join(cells))
     return 0
 
 

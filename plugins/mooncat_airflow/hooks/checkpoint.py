@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseHook
@@ -11,6 +13,9 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 if TYPE_CHECKING:
     from airflow.sdk import Connection
     from mooncat_checkpoint import AsyncCheckpointClient, CheckpointClient
+
+_SHARED_CLIENTS: dict[tuple[str, str, str], CheckpointClient] = {}
+_SHARED_LOCK = threading.Lock()
 
 # Probe used by test_connection: a read of a key nobody writes, so testing never changes the store.
 _PROBE_NAMESPACE = "mooncat-connection-test"
@@ -119,6 +124,26 @@ class CheckpointHook(BaseHook):
 
             self._client = CheckpointClient(self.url, durability=self._durability_choice(self.durability))
         return self._client
+
+    def get_shared_conn(self) -> CheckpointClient:
+        """
+        Return the client this process shares for the same store; never close it.
+
+        Tasks use this one: opening and closing a store for every try costs more than the claim itself
+        (closing SQLite's last connection checkpoints its write-ahead log), and the library's client is
+        built to be shared by threads and to reopen itself after a fork.
+        """
+        from mooncat_checkpoint import CheckpointClient, resolve_url
+
+        durability = self._durability_choice(self.durability)
+        url = resolve_url(self.url).url
+        # A relative file or SQLite path depends on the working directory, so it is part of the identity.
+        identity = (url, os.getcwd(), durability)
+        with _SHARED_LOCK:
+            client = _SHARED_CLIENTS.get(identity)
+            if client is None:
+                client = _SHARED_CLIENTS[identity] = CheckpointClient(url, durability=durability)
+        return client
 
     async def aget_conn(self) -> AsyncCheckpointClient:
         """Return a new asynchronous client; the caller closes it (``async with``)."""

@@ -216,7 +216,8 @@ class CheckpointMixin:
             self._checkpoint_close()
 
     def _checkpoint_close(self) -> None:
-        # The client owns the heartbeat thread and the store connection; neither should outlive the try.
+        # The store client itself is shared by the process (see CheckpointHook.get_shared_conn); only
+        # the hook, with its connection lookup, is per try.
         if self._checkpoint_hook is not None:
             self._checkpoint_hook.close()
             self._checkpoint_hook = None
@@ -253,7 +254,7 @@ class CheckpointMixin:
         wait_here = self.checkpoint_on_busy == "wait" and (
             work is not None or (self.checkpoint_busy_mode == "poke" and not self.checkpoint_deferrable)
         )
-        client = self.checkpoint_hook.get_conn()
+        client = self.checkpoint_hook.get_shared_conn()
         step = client.step(
             namespace,
             key,
