@@ -58,11 +58,8 @@ class CheckpointSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         hook = CheckpointHook(mooncat_conn_id=self.mooncat_conn_id)
-        try:
-            namespace, key = self._target(hook)
-            record = hook.get_conn().get(namespace, key)
-        finally:
-            hook.close()
+        namespace, key = self._target(hook)
+        record = hook.get_shared_conn().get(namespace, key)
         status = None if record is None else str(getattr(record.status, "value", record.status))
         if record is not None and status == STATUS_DONE:
             self.log.info("Checkpoint %s/%s is done (by %s)", namespace, key, record.owner_run_id)
