@@ -82,7 +82,8 @@ class CheckpointMixin:
     Killing the task releases at once.
 
     The mixin's arguments all start with ``checkpoint_`` (plus ``mooncat_conn_id``) so that they never
-    collide with the wrapped operator's own arguments.
+    collide with the wrapped operator's own arguments; :class:`CheckpointOperator` documents each one
+    under its short name. ``checkpoint_link=False`` leaves out the "Checkpoint" task-instance link.
     """
 
     checkpoint_template_fields: ClassVar[tuple[str, ...]] = ("checkpoint_namespace", "checkpoint_key")
