@@ -90,12 +90,22 @@ class ClientCore:
         check_namespace(namespace)
         return namespace, storage_segment(check_key(key))
 
-    def claim(self, namespace: str, key: str, owner_run_id: str | None, lease_ms: int | None) -> Plan:
+    def claim_target(
+        self, namespace: str, key: str, owner_run_id: str | None, lease_ms: int | None
+    ) -> tuple[str, str, int]:
+        """A claim's checked arguments: (namespace, segment, lease_ms)."""
         ns, segment = self.target(namespace, key)
         check_optional_str(owner_run_id, "owner_run_id")
-        lease = _positive_ms(lease_ms, "lease_ms", DEFAULT_LEASE_MS)
-        return Plan(ns, segment, machine.for_key(ns, key, machine.claim(ns, key, owner_run_id, lease)),
-                    optimistic=True, claim_args=(key, owner_run_id, lease))
+        return ns, segment, _positive_ms(lease_ms, "lease_ms", DEFAULT_LEASE_MS)
+
+    def claim(self, namespace: str, key: str, owner_run_id: str | None, lease_ms: int | None) -> Plan:
+        ns, segment, lease = self.claim_target(namespace, key, owner_run_id, lease_ms)
+        return self.claim_plan(ns, segment, key, owner_run_id, lease)
+
+    @staticmethod
+    def claim_plan(namespace: str, segment: str, key: str, owner_run_id: str | None, lease: int) -> Plan:
+        transition = machine.for_key(namespace, key, machine.claim(namespace, key, owner_run_id, lease))
+        return Plan(namespace, segment, transition, optimistic=True, claim_args=(key, owner_run_id, lease))
 
     def touch(self, namespace: str, key: str, lease_token: str, extend_ms: int | None) -> Plan:
         ns, segment = self.target(namespace, key)
@@ -259,8 +269,25 @@ class CheckpointClient:
     def claim(
         self, ns: str, key: str, owner_run_id: str | None = None, lease_ms: int | None = None
     ) -> ClaimResult:
-        result: ClaimResult = self._run(self._core.claim(ns, key, owner_run_id, lease_ms))
-        return result
+        namespace, segment, lease = self._core.claim_target(ns, key, owner_run_id, lease_ms)
+        backend = self._backend or self.backend
+        claim_once = getattr(backend, "claim_once", None)
+        if claim_once is not None:
+            answer: ClaimResult = claim_once(namespace, segment, key, owner_run_id, lease)
+            return answer
+        # The rerun path: a done or failed key is answered from one unlocked read, before the clock is
+        # read or the transition built. Anything else runs the whole transition, first on that read.
+        current = backend.read(namespace, segment)
+        settled = machine.settled_claim(namespace, key, current)
+        if settled is not None:
+            return settled
+        plan = self._core.claim_plan(namespace, segment, key, owner_run_id, lease)
+        change = plan.transition(current, backend.now_ms())
+        if not change.writes:
+            answer = change.value
+            return answer
+        answer = backend.apply(namespace, segment, plan.transition, plan.durable)
+        return answer
 
     def touch(self, ns: str, key: str, lease_token: str, extend_ms: int | None = None) -> Checkpoint | None:
         record: Checkpoint | None = self._run(self._core.touch(ns, key, lease_token, extend_ms))
@@ -464,8 +491,23 @@ class AsyncCheckpointClient:
     async def claim(
         self, ns: str, key: str, owner_run_id: str | None = None, lease_ms: int | None = None
     ) -> ClaimResult:
-        result: ClaimResult = await self._run(self._core.claim(ns, key, owner_run_id, lease_ms))
-        return result
+        namespace, segment, lease = self._core.claim_target(ns, key, owner_run_id, lease_ms)
+        backend = await self._ready()
+        claim_once = getattr(backend, "claim_once", None)
+        if claim_once is not None:
+            answer: ClaimResult = await claim_once(namespace, segment, key, owner_run_id, lease)
+            return answer
+        current = await backend.read(namespace, segment)
+        settled = machine.settled_claim(namespace, key, current)
+        if settled is not None:
+            return settled
+        plan = self._core.claim_plan(namespace, segment, key, owner_run_id, lease)
+        change = plan.transition(current, await backend.now_ms())
+        if not change.writes:
+            answer = change.value
+            return answer
+        answer = await backend.apply(namespace, segment, plan.transition, plan.durable)
+        return answer
 
     async def touch(self, ns: str, key: str, lease_token: str, extend_ms: int | None = None) -> Checkpoint | None:
         record: Checkpoint | None = await self._run(self._core.touch(ns, key, lease_token, extend_ms))

@@ -19,7 +19,14 @@ _SAFE_KEY_MAX_LEN = 128
 KeySpec = str | Callable[[dict[str, Any]], str]
 
 
+# Namespaces that passed the check; a process uses few, and every call names one.
+_CHECKED_NAMESPACES: set[str] = set()
+_CHECKED_NAMESPACES_MAX = 1024
+
+
 def check_namespace(namespace: object) -> str:
+    if namespace.__class__ is str and namespace in _CHECKED_NAMESPACES:
+        return namespace
     if not isinstance(namespace, str) or not namespace:
         raise InvalidArgumentError(f"namespace must be a non-empty string, got {namespace!r}")
     # fullmatch: a trailing newline must not slip through as `$` would let it.
@@ -27,12 +34,16 @@ def check_namespace(namespace: object) -> str:
         raise InvalidArgumentError(
             f"namespace {namespace!r} may contain only letters, digits, '_' and '-'"
         )
+    if namespace.__class__ is str and len(_CHECKED_NAMESPACES) < _CHECKED_NAMESPACES_MAX:
+        _CHECKED_NAMESPACES.add(namespace)
     return namespace
 
 
 def check_key(key: object) -> str:
     if not isinstance(key, str):
         raise InvalidArgumentError(f"key must be a string, got {type(key).__name__}")
+    if key.isascii():  # ASCII always encodes; only other text can hold a lone surrogate
+        return key
     try:
         key.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -52,13 +52,27 @@ def for_key(namespace: str, key: str, transition: Transition[T]) -> Transition[T
     return guarded
 
 
+def settled_claim(namespace: str, key: str, current: Checkpoint | None) -> ClaimResult | None:
+    """The answer of a claim that the record alone settles, with no clock and no write: the key is done
+    or failed. `claim` asks this first, so a rerun's client may ask it before it reads the clock or
+    builds the transition; a record of another key is a conflict, as under `for_key`."""
+    if current is None:
+        return None
+    if current.key != key:
+        raise KeyConflictError(namespace, key, current.key)
+    if current.status is Status.DONE:
+        return ClaimResult.settled("done", current)
+    if current.status is Status.FAILED:
+        return ClaimResult.settled("failed", current)
+    return None
+
+
 def claim(namespace: str, key: str, owner_run_id: str | None, lease_ms: int) -> Transition[ClaimResult]:
     def run(current: Checkpoint | None, now: int) -> Change[ClaimResult]:
         if current is not None:
-            if current.status is Status.DONE:
-                return Change(ClaimResult("done", current))
-            if current.status is Status.FAILED:
-                return Change(ClaimResult("failed", current))
+            settled = settled_claim(namespace, key, current)
+            if settled is not None:
+                return Change(settled)
             if not lease_expired(current, now):
                 return Change(ClaimResult("busy", current))
         token = new_lease_token()

@@ -88,6 +88,14 @@ class ClaimResult:
     checkpoint: Checkpoint
     lease_token: str | None = None
 
+    @classmethod
+    def settled(cls, kind: ClaimKind, checkpoint: Checkpoint) -> ClaimResult:
+        """A done or failed answer, which holds no lease: the constructor's object, built without the
+        frozen dataclass's per-field calls (it answers every claim of a rerun)."""
+        answer = object.__new__(cls)
+        answer.__dict__.update(kind=kind, checkpoint=checkpoint, lease_token=None)
+        return answer
+
 
 @dataclass(frozen=True)
 class CorruptRecord:

@@ -37,7 +37,7 @@ from mooncat_checkpoint import (
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_logger
-from prefect.results import ResultRecord
+from prefect.results import ResultRecord, ResultRecordMetadata
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE
 from prefect.states import Completed, Failed, State
 from prefect.tasks import Task
@@ -262,10 +262,19 @@ class _Run:
 
     def cached_state(self, checkpoint: Checkpoint, value: Any) -> State[Any]:
         owner = checkpoint.owner_run_id or "an owner that left no run id"
+        data: Any = value
+        if self.ctx is not None and not self.ctx.persist_result and self.ctx.task.result_storage_key is None:
+            # Given a bare value, Prefect builds this record itself and resolves a storage path on disk for
+            # it, although a value that is not persisted never goes there; that costs more than our whole
+            # claim. Prefect's own cache hits skip it the same way, by handing over a ready record.
+            data = ResultRecord(
+                result=value,
+                metadata=ResultRecordMetadata(storage_key=None, serializer=self.ctx.result_store.serializer),
+            )
         return Completed(
             name="Cached",
             message=f"Skipped: checkpoint {self.namespace}/{self.key} was already done by {owner}.",
-            data=value,
+            data=data,
         )
 
     def count(self, outcome: Outcome) -> None:

@@ -76,12 +76,8 @@ def _plugin_entry_point_installed() -> bool:
     return any(ep.value.startswith("mooncat_airflow.") for ep in entry_points(group="airflow.plugins"))
 
 
-if not _plugin_entry_point_installed():
-    # Airflow only loads plugins declared in provider info when providers are discovered eagerly;
-    # without an ``airflow.plugins`` entry point the plugins folder is the documented way in.
-    (PLUGINS_DIR / "mooncat_checkpoint_plugin.py").write_text(
-        "from mooncat_airflow.plugins.ui import MooncatCheckpointPlugin  # noqa: F401\n", encoding="utf-8"
-    )
+# The UI page reaches Airflow through the package's `airflow.plugins` entry point, as users get it.
+assert _plugin_entry_point_installed(), "the airflow.plugins entry point of mooncat-checkpoint is not installed"
 
 import pytest  # noqa: E402
 

@@ -63,3 +63,39 @@ def test_rerun_skips_every_file_and_partial_runs_resume(
     with CheckpointClient(store_url) as client:
         key = pipeline.content_key((source_tree / "b.py").read_bytes())
         assert client.get("stdlib-index", key).result == {"functions": 2, "classes": 0, "imports": 0}
+
+
+def test_ctrl_c_midway_then_rerun_finishes_only_the_rest(pipeline: ModuleType, tmp_path: Path,
+                                                          store_url: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from prefect.settings import get_current_settings
+
+    root = tmp_path / "many"
+    root.mkdir()
+    for n in range(400):
+        (root / f"m{n:03d}.py").write_text(f"def f{n}():\n    return {n}\n" * (n % 5 + 1))
+    env = {**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url)}
+    run = subprocess.Popen([sys.executable, str(FLOW_FILE), "--root", str(root), "--url", store_url],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with CheckpointClient(store_url) as client:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and run.poll() is None:
+            if len(client.list("stdlib-index", status="done")) >= 40:
+                break
+            time.sleep(0.05)
+        assert run.poll() is None, "the run finished before it could be interrupted"
+        run.send_signal(signal.SIGINT)
+        output = run.communicate(timeout=120)[0].decode("utf-8", "replace")
+        assert run.returncode == 130, output[-3000:]
+        assert "run the same command again" in output
+        finished = {r.key for r in client.list("stdlib-index", status="done")}
+        # Files in flight when interrupted gave their claims back: nothing waits for a lease to expire.
+        assert client.list("stdlib-index", status="claimed") == []
+
+    rest = pipeline.stdlib_index(root=str(root), url=store_url)
+    assert 40 <= rest["skipped"] == len(finished) < 400
+    assert rest["indexed"] == 400 - len(finished) and rest["failed"] == 0

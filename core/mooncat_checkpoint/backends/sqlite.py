@@ -48,6 +48,17 @@ BATCH = 500
 
 _STATUSES = {status.value: status for status in Status}
 
+# Bumped in a forked child, so a backend notices the fork without asking the OS for its pid per call.
+_FORKS = [0]
+
+
+def _after_fork() -> None:
+    _FORKS[0] += 1
+
+
+if hasattr(os, "register_at_fork"):  # absent only where there is no fork (Windows)
+    os.register_at_fork(after_in_child=_after_fork)
+
 
 def row_location(db: str, namespace: str, segment: str) -> str:
     return f"{db} checkpoints(namespace={namespace!r}, storage_key={segment!r})"
@@ -92,6 +103,7 @@ class SqliteBackend:
         self._all: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
         self._pid = os.getpid()
+        self._forks = _FORKS[0]
         conn = self._conn()
         with _transaction(conn):
             conn.execute(SCHEMA)
@@ -101,10 +113,11 @@ class SqliteBackend:
 
     def _conn(self) -> sqlite3.Connection:
         """One connection per thread: sqlite3 connections must not be shared between threads at once."""
-        if self._pid != os.getpid():  # forked: the parent's connections must not be touched
+        if self._forks != _FORKS[0]:  # forked: the parent's connections must not be touched
             self._local = threading.local()
             self._all = []
             self._pid = os.getpid()
+            self._forks = _FORKS[0]
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
