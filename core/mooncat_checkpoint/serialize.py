@@ -155,55 +155,94 @@ _KNOWN = {
 
 
 def record_text(record: Checkpoint) -> str:
-    """The file form: two-space indent, TypeScript key order, non-ASCII as is, no trailing newline."""
-    return _pretty.encode(js_property_order(record.to_dict()))
+    """The file form: two-space indent, TypeScript key order, non-ASCII as is, no trailing newline.
+
+    Written field by field: the fields are flat, so only the result and unknown fields need the (slow,
+    pure-Python) indenting encoder. A value's own text indented by one level is its text with every line
+    break followed by two more spaces: JSON text has no raw line breaks inside strings."""
+    fields = record.to_dict()
+    if record.extra:  # an unknown field could be named like an array index, which JavaScript puts first
+        fields = js_property_order(fields)
+    lines = []
+    for name, value in fields.items():
+        text = _scalar_json(value)
+        if text is None:
+            text = _pretty.encode(js_property_order(value)).replace("\n", "\n  ")
+        lines.append(f"  {_encode_str(name)}: {text}")
+    return "{\n" + ",\n".join(lines) + "\n}"
+
+
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _scalar_json(value: Any) -> str | None:
+    """JSON text of the flat values records are made of, as the encoder writes them; None for others."""
+    if value is None:
+        return "null"
+    kind = value.__class__
+    if kind is str:
+        return _encode_str(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool:
+        return "true" if value else "false"
+    return None
+
+
+def result_json_of(record: Checkpoint) -> str | None:
+    """The compact JSON text of a record's result, for stores that keep it as a column: the text read
+    with the record where there is one, else encoded now (records read from files carry none)."""
+    if record.result_json is not None or record.result is None:
+        return record.result_json
+    return encode_result(record.result)
 
 
 def record_from_dict(data: Any, location: str) -> Checkpoint:
     """Validate a decoded record; anything off is a CorruptRecordError naming the location."""
     if not isinstance(data, dict):
         raise CorruptRecordError(location, f"expected a JSON object, found {type(data).__name__}")
-    try:
-        status = Status(data.get("status"))
-    except ValueError:
-        raise CorruptRecordError(location, f"unknown status {data.get('status')!r}") from None
+    raw_status = data.get("status")
+    status = _STATUSES.get(raw_status) if isinstance(raw_status, str) else None
+    if status is None:
+        raise CorruptRecordError(location, f"unknown status {raw_status!r}")
     namespace = data.get("namespace")
     key = data.get("key")
     if not isinstance(namespace, str) or not isinstance(key, str):
         raise CorruptRecordError(location, "namespace or key missing or not a string")
-    result = data.get("result")
     lease_until = _opt_int(data, "leaseUntil", location)
     lease_token = _opt_str(data, "leaseToken", location)
     if status is Status.CLAIMED and lease_token is None:
         raise CorruptRecordError(location, "claimed record without leaseToken")
-    return Checkpoint(
-        namespace=namespace,
-        key=key,
-        status=status,
-        owner_run_id=_opt_str(data, "ownerRunId", location),
-        lease_token=lease_token,
-        lease_until=lease_until,
-        result=result,
-        result_ref=_opt_str(data, "resultRef", location),
-        error=_opt_str(data, "error", location),
-        attempts=_opt_int(data, "attempts", location) or 0,
-        created_at=_opt_int(data, "createdAt", location) or 0,
-        updated_at=_opt_int(data, "updatedAt", location) or 0,
-        extra={name: value for name, value in data.items() if name not in _KNOWN},
-        result_json=None if result is None else _compact.encode(js_property_order(result)),
+    record = Checkpoint.stored(
+        namespace, key, status, _opt_str(data, "ownerRunId", location), lease_token, lease_until,
+        data.get("result"), _opt_str(data, "resultRef", location), _opt_str(data, "error", location),
+        _opt_int(data, "attempts", location) or 0, _opt_int(data, "createdAt", location) or 0,
+        _opt_int(data, "updatedAt", location) or 0, None,
     )
+    if len(data) > len(_KNOWN) or not _KNOWN.issuperset(data):
+        record.extra.update((name, value) for name, value in data.items() if name not in _KNOWN)
+    return record
+
+
+_STATUSES = {status.value: status for status in Status}
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (JavaScript's JSON.parse rejects it)")
 
 
+# One decoder for every record: `json.loads` with an option builds a new one per call.
+_record_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def record_from_text(text: str | bytes, location: str) -> Checkpoint:
     try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8-sig")  # as json.loads reads bytes
         # Python's parser accepts NaN and Infinity; such a file is unreadable for TypeScript and
         # could not be written back, so it is reported like any other unparsable record.
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as exc:
+        data = _record_decoder.decode(text)
+    except ValueError as exc:  # UnicodeDecodeError included
         raise CorruptRecordError(location, f"not valid JSON ({exc})") from None
     return record_from_dict(data, location)
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from ..machine import Transition
 from ..protocol import Checkpoint, ClaimResult, CorruptRecord, Status
+from ..serialize import result_json_of
 
 T = TypeVar("T")
 
@@ -132,6 +133,7 @@ def _next_page(items: Iterator[T], size: int) -> list[T]:
 
 def fresh_copy(record: Checkpoint) -> Checkpoint:
     """A copy whose mutable parts (result, extra fields) share nothing with the stored state."""
-    result = None if record.result_json is None else json.loads(record.result_json)
+    text = result_json_of(record)
+    result = None if text is None else json.loads(text)
     extra = json.loads(json.dumps(record.extra)) if record.extra else {}
     return replace(record, result=result, extra=extra)

@@ -124,6 +124,7 @@ class FileBackend:
         self.root = Path(root)
         self.sync_writes = durability == "full"
         self.root.mkdir(parents=True, exist_ok=True)
+        self._root = str(self.root)
         self._locks: dict[str, _NamespaceLock] = {}
         self._locks_guard = threading.Lock()
 
@@ -132,8 +133,9 @@ class FileBackend:
 
     # ---- paths ----
 
-    def _path(self, namespace: str, segment: str) -> Path:
-        return self.root / namespace / (segment + RECORD_SUFFIX)
+    def _path(self, namespace: str, segment: str) -> str:
+        # Plain strings: a rerun builds one path per claim, and pathlib costs more than the read.
+        return f"{self._root}{os.sep}{namespace}{os.sep}{segment}{RECORD_SUFFIX}"
 
     def _lock(self, namespace: str) -> _NamespaceLock:
         with self._locks_guard:
@@ -144,14 +146,9 @@ class FileBackend:
 
     # ---- reads ----
 
-    def _read_path(self, path: Path) -> Checkpoint | None:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except IsADirectoryError:
-            raise CorruptRecordError(str(path), "is a directory, not a record file") from None
-        return record_from_text(data, str(path))
+    def _read_path(self, path: str) -> Checkpoint | None:
+        data = _read_file(path)
+        return None if data is None else record_from_text(data, path)
 
     def read(self, namespace: str, segment: str) -> Checkpoint | None:
         return self._read_path(self._path(namespace, segment))
@@ -184,14 +181,14 @@ class FileBackend:
             self._write(path, record_text(change.put).encode("utf-8"), change.durable and self.sync_writes)
         elif change.delete:
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                os.unlink(path)
         return change.value
 
-    def _write(self, path: Path, data: bytes, sync: bool) -> None:
+    def _write(self, path: str, data: bytes, sync: bool) -> None:
         """Write beside the target under a unique name, then rename over it: readers see old or new."""
-        temp = path.with_name(
-            f".{path.stem}.{os.getpid()}.{threading.get_ident()}.{os.urandom(4).hex()}{TEMP_SUFFIX}"
-        )
+        folder, name = os.path.split(path)
+        stem = name[: -len(RECORD_SUFFIX)]
+        temp = f"{folder}{os.sep}.{stem}.{os.getpid()}.{threading.get_ident()}.{os.urandom(4).hex()}{TEMP_SUFFIX}"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             try:
@@ -205,10 +202,10 @@ class FileBackend:
             os.replace(temp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+                os.unlink(temp)
             raise
         if sync:
-            _sync_directory(path.parent)
+            _sync_directory(folder)
 
     # ---- listing ----
 
@@ -223,7 +220,7 @@ class FileBackend:
                 if not entry.name.endswith(RECORD_SUFFIX):
                     continue
                 try:
-                    record = self._read_path(Path(entry.path))
+                    record = self._read_path(entry.path)
                 except CorruptRecordError as exc:
                     yield CorruptRecord(namespace, exc.location, exc.reason)
                     continue
@@ -262,7 +259,32 @@ class FileBackend:
             self._locks.clear()
 
 
-def _sync_directory(directory: Path) -> None:
+_READ_CHUNK = 1 << 16
+
+
+def _read_file(path: str) -> bytes | None:
+    """The whole file, or None if there is none; os-level calls, since a rerun reads one per claim."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:  # where opening a directory for reading is refused outright
+        raise CorruptRecordError(path, "is a directory, not a record file") from None
+    try:
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = os.read(fd, _READ_CHUNK)
+            except IsADirectoryError:
+                raise CorruptRecordError(path, "is a directory, not a record file") from None
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def _sync_directory(directory: str | Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:

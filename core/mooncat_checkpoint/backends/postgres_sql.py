@@ -17,7 +17,7 @@ from .. import machine
 from ..errors import ConfigError, CorruptRecordError, InvalidArgumentError
 from ..machine import Change, Transition
 from ..protocol import Checkpoint, ClaimResult, Status
-from ..serialize import decode_result
+from ..serialize import decode_result, result_json_of
 
 SCHEMA_VERSION = 1
 DEFAULT_SCHEMA = "mooncat"
@@ -373,7 +373,7 @@ def decide(
 def _insert_params(segment: str, record: Checkpoint) -> tuple[Any, ...]:
     return (
         record.namespace, segment, record.key, record.status.value, record.owner_run_id, record.lease_token,
-        record.lease_until, record.result_json, record.result_ref, record.error, record.attempts,
+        record.lease_until, result_json_of(record), record.result_ref, record.error, record.attempts,
         record.created_at, record.updated_at,
     )
 
@@ -381,7 +381,7 @@ def _insert_params(segment: str, record: Checkpoint) -> tuple[Any, ...]:
 def _update_params(segment: str, record: Checkpoint) -> tuple[Any, ...]:
     return (
         record.key, record.status.value, record.owner_run_id, record.lease_token, record.lease_until,
-        record.result_json, record.result_ref, record.error, record.attempts, record.created_at,
+        result_json_of(record), record.result_ref, record.error, record.attempts, record.created_at,
         record.updated_at, record.namespace, segment,
     )
 

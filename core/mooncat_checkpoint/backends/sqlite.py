@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from ..errors import CorruptRecordError
 from ..machine import Change, Transition
 from ..protocol import Checkpoint, CorruptRecord, Status
-from ..serialize import loads_stored
+from ..serialize import loads_stored, result_json_of
 from .base import wall_clock_ms
 
 T = TypeVar("T")
@@ -87,7 +87,7 @@ def row_to_record(row: Sequence[Any], db: str) -> Checkpoint:
 def record_to_row(segment: str, record: Checkpoint) -> tuple[Any, ...]:
     return (
         record.namespace, segment, record.key, record.status.value, record.owner_run_id, record.lease_token,
-        record.lease_until, record.result_json, record.result_ref, record.error, record.attempts,
+        record.lease_until, result_json_of(record), record.result_ref, record.error, record.attempts,
         record.created_at, record.updated_at,
     )
 
