@@ -26,8 +26,10 @@ import argparse
 import ast
 import hashlib
 import os
+import signal
 import sys
 import sysconfig
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -138,6 +140,35 @@ def stdlib_index(root: str | None = None, url: str | None = None, limit: int | N
     return {**summary, "indexed": len(todo) - failed, "skipped": len(done), "failed": failed}
 
 
+EXIT_GRACE_S = 10.0
+INTERRUPTED = "interrupted: files already indexed stay done; run the same command again to finish the rest"
+_told = threading.Event()
+
+
+def _tell_interrupted() -> None:
+    if not _told.is_set():
+        _told.set()
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+
+
+def _on_ctrl_c(signum: int, frame: Any) -> None:
+    """Ctrl-C in a terminal also stops Prefect's ephemeral server, which shares the process group; Prefect
+    then retries its calls to that server, and its exit hooks wait to hand it their last logs. So the
+    first Ctrl-C also starts a watchdog that ends the process after a grace period, whatever is waiting.
+    Claims of task runs cut off by the interrupt are given back as it unwinds; any the grace period cuts
+    short expire with their lease."""
+    if not _told.is_set():
+        threading.Thread(target=_exit_after_grace, name="exit-watchdog", daemon=True).start()
+    signal.default_int_handler(signum, frame)
+
+
+def _exit_after_grace() -> None:
+    time.sleep(EXIT_GRACE_S)
+    _tell_interrupted()
+    sys.stdout.flush()
+    os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", help="folder to index (default: this Python's standard library)")
@@ -145,12 +176,13 @@ def main(argv: list[str] | None = None) -> int:
                                       "else file://./.mooncat/checkpoints)")
     parser.add_argument("--limit", type=int, help="index only the first N files (a quick demo)")
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_ctrl_c)
     started = time.monotonic()
     try:
         result = stdlib_index(root=args.root, url=args.url, limit=args.limit)
     except KeyboardInterrupt:
-        print("interrupted: files already indexed stay done; run the same command again to finish the rest",
-              file=sys.stderr)
+        _tell_interrupted()
         return 130
     print(f"finished in {time.monotonic() - started:.1f}s")
     return 1 if result["failed"] else 0
