@@ -137,9 +137,12 @@ class ClientCore:
 
     def claim_many(
         self, namespace: str, keys: Iterable[str], owner_run_id: str | None, lease_ms: int | None
-    ) -> list[tuple[str, Plan]]:
-        unique = list(dict.fromkeys(self._keys(keys)))
-        return [(key, self.claim(namespace, key, owner_run_id, lease_ms)) for key in unique]
+    ) -> tuple[str, dict[str, str], int]:
+        """A batch claim's checked arguments: (namespace, {key: segment} without repeats, lease_ms)."""
+        check_namespace(namespace)
+        check_optional_str(owner_run_id, "owner_run_id")
+        lease = _positive_ms(lease_ms, "lease_ms", DEFAULT_LEASE_MS)
+        return namespace, {key: storage_segment(key) for key in self._keys(keys)}, lease
 
     def get_many(self, namespace: str, keys: Iterable[str]) -> tuple[str, dict[str, str]]:
         check_namespace(namespace)
@@ -178,15 +181,22 @@ class ClientCore:
         return Plan(record.namespace, storage_segment(record.key),
                     machine.for_key(record.namespace, record.key, transition))
 
-    @staticmethod
     def answer_from(
-        plans: list[tuple[str, Plan]], snapshot: Mapping[str, Checkpoint | None], now: int
+        self, namespace: str, segments: Mapping[str, str], owner_run_id: str | None, lease: int,
+        snapshot: Mapping[str, Checkpoint], now: int,
     ) -> tuple[dict[str, ClaimResult], list[tuple[str, Plan]]]:
-        """Answer every claim that a snapshot settles (done, failed, busy); the rest must be written."""
+        """Answer every claim that a snapshot settles (done, failed, busy); the rest must be written.
+        Done and failed keys, all of a rerun, are answered before any transition is built."""
         answers: dict[str, ClaimResult] = {}
         pending: list[tuple[str, Plan]] = []
-        for key, plan in plans:
-            change = plan.transition(snapshot.get(plan.segment), now)
+        for key, segment in segments.items():
+            current = snapshot.get(segment)
+            settled = machine.settled_claim(namespace, key, current)
+            if settled is not None:
+                answers[key] = settled
+                continue
+            plan = self.claim_plan(namespace, segment, key, owner_run_id, lease)
+            change = plan.transition(current, now)
             if change.writes:
                 pending.append((key, plan))
             else:
@@ -382,17 +392,17 @@ class CheckpointClient:
         self, ns: str, keys: Iterable[str], owner_run_id: str | None = None, lease_ms: int | None = None
     ) -> dict[str, ClaimResult]:
         """`claim` for many keys: one read finds finished and busy keys, one transaction claims the rest."""
-        plans = self._core.claim_many(ns, keys, owner_run_id, lease_ms)
-        if not plans:
+        namespace, segments, lease = self._core.claim_many(ns, keys, owner_run_id, lease_ms)
+        if not segments:
             return {}
         backend = self.backend
-        namespace = plans[0][1].namespace
-        snapshot = backend.read_many(namespace, [plan.segment for _, plan in plans])
-        answers, pending = self._core.answer_from(plans, snapshot, backend.now_ms())
+        snapshot = backend.read_many(namespace, list(set(segments.values())))
+        answers, pending = self._core.answer_from(namespace, segments, owner_run_id, lease, snapshot,
+                                                  backend.now_ms())
         if pending:
             values = backend.apply_many(namespace, [(p.segment, p.transition) for _, p in pending], False)
             answers.update(zip([key for key, _ in pending], values, strict=True))
-        return {key: answers[key] for key, _ in plans}
+        return {key: answers[key] for key in segments}
 
     # ---- inspection and moving stores ----
 
@@ -587,17 +597,17 @@ class AsyncCheckpointClient:
     async def claim_many(
         self, ns: str, keys: Iterable[str], owner_run_id: str | None = None, lease_ms: int | None = None
     ) -> dict[str, ClaimResult]:
-        plans = self._core.claim_many(ns, keys, owner_run_id, lease_ms)
-        if not plans:
+        namespace, segments, lease = self._core.claim_many(ns, keys, owner_run_id, lease_ms)
+        if not segments:
             return {}
         backend = await self._ready()
-        namespace = plans[0][1].namespace
-        snapshot = await backend.read_many(namespace, [plan.segment for _, plan in plans])
-        answers, pending = self._core.answer_from(plans, snapshot, await backend.now_ms())
+        snapshot = await backend.read_many(namespace, list(set(segments.values())))
+        answers, pending = self._core.answer_from(namespace, segments, owner_run_id, lease, snapshot,
+                                                  await backend.now_ms())
         if pending:
             values = await backend.apply_many(namespace, [(p.segment, p.transition) for _, p in pending], False)
             answers.update(zip([key for key, _ in pending], values, strict=True))
-        return {key: answers[key] for key, _ in plans}
+        return {key: answers[key] for key in segments}
 
     def astep(self, ns: str, key: str, **options: Any) -> AsyncStep:
         from .step import AsyncStep
