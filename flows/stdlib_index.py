@@ -39,7 +39,7 @@ from typing import Any
 # ephemeral server on a small machine. Set before Prefect reads its settings.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
-from mooncat_checkpoint import CheckpointClient
+from mooncat_checkpoint import CheckpointClient, CheckpointError
 from mooncat_prefect import checkpoint_task
 from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -94,7 +94,11 @@ def aggregate(per_file: dict[str, dict[str, Any]], paths_by_key: dict[str, list[
             continue
         for field in ("functions", "classes", "imports"):
             totals[field] += counts[field] * copies
-    return {"files": sum(len(p) for p in paths_by_key.values()), **totals, "unparsable": sorted(unparsable)}
+    return {
+        "files": sum(len(p) for p in paths_by_key.values()),
+        **{field: totals[field] for field in ("functions", "classes", "imports")},  # zero when nothing parsed
+        "unparsable": sorted(unparsable),
+    }
 
 
 @flow(name="stdlib-index", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=True)
@@ -112,7 +116,7 @@ def stdlib_index(root: str | None = None, url: str | None = None, limit: int | N
     per_file = {key: record.result for key, record in done.items()}
     todo = [key for key in paths_by_key if key not in done]
 
-    indexer = index_file.with_options(url=client.url)
+    indexer = index_file.with_options(url=client.shareable_url)
     futures = indexer.map(
         path=[paths_by_key[key][0] for key in todo],
         digest=todo,
@@ -176,6 +180,15 @@ def main(argv: list[str] | None = None) -> int:
                                       "else file://./.mooncat/checkpoints)")
     parser.add_argument("--limit", type=int, help="index only the first N files (a quick demo)")
     args = parser.parse_args(argv)
+    # Checked before Prefect starts: a bad store URL or folder is one line, not a failed flow run.
+    if args.root is not None and not Path(args.root).is_dir():
+        print(f"stdlib_index: error: --root {args.root!r} is not a folder", file=sys.stderr)
+        return 2
+    try:
+        CheckpointClient(args.url).close()
+    except CheckpointError as exc:
+        print(f"stdlib_index: error: {exc}", file=sys.stderr)
+        return 2
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _on_ctrl_c)
     started = time.monotonic()

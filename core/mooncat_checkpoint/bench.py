@@ -283,12 +283,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shareable_url(client: CheckpointClient) -> str:
-    """The store's URL with an absolute path, so processes started elsewhere open the same store."""
-    location = client.location
-    return f"{location.scheme}://{location.path}" if location.scheme in ("file", "sqlite") else client.url
-
-
 def measure(client: CheckpointClient, ns: str, n: int, processes: int, wanted: list[str],
             progress: Progress, durability: str = "full") -> list[Measurement]:
     results: list[Measurement] = []
@@ -317,7 +311,7 @@ def measure(client: CheckpointClient, ns: str, n: int, processes: int, wanted: l
     concurrent = [w for w in ("disjoint", "overlap") if w in wanted]
     if concurrent and processes > 0 and client.location.scheme != "memory":
         keys = [key_of(index) for index in range(n)]
-        url = _shareable_url(client)
+        url = client.shareable_url
         if "disjoint" in wanted:
             with progress.phase(f"{processes} processes, disjoint keys", n):
                 key_sets = [keys[i::processes] for i in range(processes)]

@@ -244,6 +244,12 @@ class CheckpointClient:
         return self._core.location
 
     @property
+    def shareable_url(self) -> str:
+        """The store's URL with its path made absolute: hand this, not `url`, to other clients, tasks and
+        processes, which may resolve a relative path against another folder."""
+        return self._core.location.absolute_url
+
+    @property
     def backend(self) -> Backend:
         if self._backend is None:
             with self._open_lock:
@@ -460,6 +466,11 @@ class AsyncCheckpointClient:
     @property
     def url_source(self) -> str:
         return self._core.url_source
+
+    @property
+    def shareable_url(self) -> str:
+        """The store's URL with its path made absolute (see `CheckpointClient.shareable_url`)."""
+        return self._core.location.absolute_url
 
     @property
     def backend(self) -> AsyncBackend:

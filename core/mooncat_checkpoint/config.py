@@ -29,6 +29,12 @@ class StoreLocation:
     path: str  # absolute path for file/sqlite, the URL for postgresql, "" for memory
     url: str
 
+    @property
+    def absolute_url(self) -> str:
+        """A URL for the same store from any working directory: a relative path resolved against a config
+        file's folder would, passed on as written, be read against the receiver's working directory."""
+        return f"{self.scheme}://{self.path}" if self.scheme in ("file", "sqlite") else self.url
+
 
 def resolve_url(explicit: str | None = None, cwd: str | os.PathLike[str] | None = None) -> ResolvedUrl:
     here = Path(cwd) if cwd is not None else Path.cwd()

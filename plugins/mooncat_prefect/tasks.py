@@ -104,13 +104,13 @@ class CheckpointOptions:
     def sync_client(self) -> CheckpointClient:
         if isinstance(self.client, CheckpointClient):
             return self.client
-        url = self.client.url if isinstance(self.client, AsyncCheckpointClient) else self.url
+        url = self.client.shareable_url if isinstance(self.client, AsyncCheckpointClient) else self.url
         return _shared_sync_client(url)
 
     def async_client(self) -> AsyncCheckpointClient:
         if isinstance(self.client, AsyncCheckpointClient):
             return self.client
-        url = self.client.url if isinstance(self.client, CheckpointClient) else self.url
+        url = self.client.shareable_url if isinstance(self.client, CheckpointClient) else self.url
         return _shared_async_client(url)
 
 

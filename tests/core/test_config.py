@@ -144,3 +144,17 @@ def test_urls_typescript_would_misread_are_refused(in_tmp: Path, url: str) -> No
     with pytest.raises(ConfigError):
         CheckpointClient(url)
     assert os.listdir(in_tmp) == []
+
+
+def test_shareable_url_names_the_config_store_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "mooncat-checkpoint.config.json").write_text('{"backend": {"url": "file://./store"}}')
+    monkeypatch.delenv("MOONCAT_CHECKPOINT_URL", raising=False)
+    monkeypatch.chdir(tmp_path / "sub")
+    client = CheckpointClient()
+    assert client.url == "file://./store"
+    assert client.shareable_url == f"file://{tmp_path.resolve() / 'store'}"
+    claimed = client.claim("ns", "k")
+    client.done("ns", "k", claimed.lease_token, result=1)
+    monkeypatch.chdir(tmp_path.parent)
+    assert CheckpointClient(client.shareable_url).get("ns", "k").result == 1

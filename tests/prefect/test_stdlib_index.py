@@ -106,3 +106,44 @@ def test_ctrl_c_midway_then_rerun_finishes_only_the_rest(pipeline: ModuleType, t
     rest = pipeline.stdlib_index(root=str(root), url=store_url)
     assert 40 <= rest["skipped"] == len(finished) < 400
     assert rest["indexed"] == 400 - len(finished) and rest["failed"] == 0
+
+
+def test_a_store_named_by_a_config_file_in_a_parent_folder_is_the_one_every_task_uses(
+    pipeline: ModuleType, source_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The config's relative path is relative to the config's folder, not to where the flow is started.
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    (project / "mooncat-checkpoint.config.json").write_text('{"backend": {"url": "sqlite://./store.db"}}')
+    monkeypatch.delenv("MOONCAT_CHECKPOINT_URL", raising=False)
+    monkeypatch.chdir(project / "sub")
+
+    first = pipeline.stdlib_index(root=str(source_tree))
+    assert (first["indexed"], first["skipped"]) == (4, 0)
+    assert not (project / "sub" / "store.db").exists()
+    with CheckpointClient(f"sqlite://{project / 'store.db'}") as client:
+        assert len(client.list("stdlib-index", status="done")) == 4
+
+    monkeypatch.chdir(project)
+    again = pipeline.stdlib_index(root=str(source_tree))
+    assert (again["indexed"], again["skipped"]) == (0, 4)
+
+
+def test_a_folder_with_nothing_to_parse_gives_zero_totals(pipeline: ModuleType, tmp_path: Path, store_url: str) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "x.py").write_text("def (:\n")
+    empty = pipeline.stdlib_index(root=str(tmp_path / "empty"), url=store_url)
+    assert (empty["files"], empty["functions"], empty["classes"], empty["imports"]) == (0, 0, 0, 0)
+    broken = pipeline.stdlib_index(root=str(tmp_path / "broken"), url=store_url)
+    assert (broken["files"], broken["functions"], broken["unparsable"]) == (1, 0, [str(tmp_path / "broken" / "x.py")])
+
+
+def test_bad_store_url_and_missing_folder_are_one_line_errors_before_prefect_starts(tmp_path: Path) -> None:
+    import subprocess
+
+    for args, expected in ((["--url", "file://localhost/x"], "host part"),
+                           (["--root", str(tmp_path / "nowhere")], "is not a folder")):
+        run = subprocess.run([sys.executable, str(FLOW_FILE), *args], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.count("\n") == 1 and expected in run.stderr, run.stderr

@@ -134,10 +134,13 @@ class CheckpointHook(BaseHook):
         built to be shared by threads and to reopen itself after a fork.
         """
         from mooncat_checkpoint import CheckpointClient, resolve_url
+        from mooncat_checkpoint.config import parse_url
 
         durability = self._durability_choice(self.durability)
-        url = resolve_url(self.url).url
-        # A relative file or SQLite path depends on the working directory, so it is part of the identity.
+        resolved = resolve_url(self.url)
+        # Absolute: a relative path from a config file is relative to that file's folder, not ours.
+        url = parse_url(resolved.url, resolved.base_dir).absolute_url
+        # A relative path of the connection depends on the working directory, so it is part of the identity.
         identity = (url, os.getcwd(), durability)
         with _SHARED_LOCK:
             client = _SHARED_CLIENTS.get(identity)
