@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sysconfig
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ def main() -> None:
     files = sorted(p for p in args.root.rglob("*.py") if p.is_file() and not skip.intersection(p.parts))
     keys = {p.relative_to(args.root).as_posix(): p for p in files}
     ran = skipped = 0
+    owner = f"fingerprint-{os.getpid()}-{time.time_ns()}"  # one per run: its leftovers are its own
     started = time.monotonic()
     with CheckpointClient(args.url) as store:
         print(f"store: {store.url} ({store.url_source}); {len(keys)} files under {args.root}")
@@ -47,13 +49,18 @@ def main() -> None:
                 if key in finished and finished[key].status == "done":
                     skipped += 1
                     continue
-                with store.step(NAMESPACE, key, owner_run_id="fingerprint-example") as step:
-                    if step.skipped:
-                        skipped += 1
-                        continue
-                    step.value = fingerprint(path)
+                with store.step(NAMESPACE, key, owner_run_id=owner) as step:
+                    if not step.skipped:
+                        step.value = fingerprint(path)
+                # Counted once the block has stored the result: an interrupt inside it counts nothing.
+                if step.skipped:
+                    skipped += 1
+                else:
                     ran += 1
         except KeyboardInterrupt:
+            # A Ctrl-C inside `claim` itself leaves a claim whose token never reached us: this run's
+            # owner id finds it, so the rerun need not wait for its lease to end.
+            store.abandon_owned(owner, NAMESPACE)
             print(f"\ninterrupted: {ran} fingerprinted, {skipped} skipped; run again to finish the rest")
             raise SystemExit(130) from None
     print(f"done in {time.monotonic() - started:.1f}s: {ran} fingerprinted, {skipped} skipped (finished before)")

@@ -161,9 +161,23 @@ class Step(_StepState):
 
         encode_result(result)
         self._stop()
-        self.checkpoint = self.client.done(self.namespace, self.key, token, result, result_ref)
+        try:
+            self.checkpoint = self.client.done(self.namespace, self.key, token, result, result_ref)
+        except BaseException as exc:
+            self._give_back(token, exc)
+            raise
         self.value = result
         return self.checkpoint
+
+    def _give_back(self, token: str, exc: BaseException) -> None:
+        """`done` or `fail` cut off midway (Ctrl-C, a store error): free the key now instead of at the end
+        of its lease. Fenced by the token, so a write that did land stays as it is."""
+        if isinstance(exc, LeaseLostError):
+            return
+        try:
+            self.client.abandon(self.namespace, self.key, token)
+        except Exception:
+            log.warning("could not release %s/%s", self.namespace, self.key, exc_info=True)
 
     def release(self) -> bool:
         token = self._stop()
@@ -171,7 +185,11 @@ class Step(_StepState):
 
     def record_failure(self, error: str) -> Checkpoint:
         token = self._stop()
-        self.checkpoint = self.client.fail(self.namespace, self.key, error, token)
+        try:
+            self.checkpoint = self.client.fail(self.namespace, self.key, error, token)
+        except BaseException as exc:
+            self._give_back(token, exc)
+            raise
         return self.checkpoint
 
     def __enter__(self) -> Step:
@@ -250,9 +268,22 @@ class AsyncStep(_StepState):
         self.held_token()
         encode_result(result)
         token = await self._stop()
-        self.checkpoint = await self.client.done(self.namespace, self.key, token, result, result_ref)
+        try:
+            self.checkpoint = await self.client.done(self.namespace, self.key, token, result, result_ref)
+        except BaseException as exc:
+            await self._give_back(token, exc)
+            raise
         self.value = result
         return self.checkpoint
+
+    async def _give_back(self, token: str, exc: BaseException) -> None:
+        """As in Step: a `done` or `fail` cut off midway (cancelled, a store error) frees the key now."""
+        if isinstance(exc, LeaseLostError):
+            return
+        try:
+            await asyncio.shield(self.client.abandon(self.namespace, self.key, token))
+        except Exception:
+            log.warning("could not release %s/%s", self.namespace, self.key, exc_info=True)
 
     async def release(self) -> bool:
         token = await self._stop()
@@ -260,7 +291,11 @@ class AsyncStep(_StepState):
 
     async def record_failure(self, error: str) -> Checkpoint:
         token = await self._stop()
-        self.checkpoint = await self.client.fail(self.namespace, self.key, error, token)
+        try:
+            self.checkpoint = await self.client.fail(self.namespace, self.key, error, token)
+        except BaseException as exc:
+            await self._give_back(token, exc)
+            raise
         return self.checkpoint
 
     async def __aenter__(self) -> AsyncStep:

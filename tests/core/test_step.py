@@ -238,3 +238,37 @@ def test_the_decorator_releases_on_error_and_reruns(client: CheckpointClient) ->
         flaky(7)
     assert flaky(7) == 7 and flaky(7) == 7
     assert attempts == [7, 7]
+
+
+@pytest.mark.parametrize("on_error", ["abandon", "fail"])
+def test_an_interrupt_inside_done_or_fail_gives_the_claim_back(
+    client: CheckpointClient, monkeypatch: pytest.MonkeyPatch, on_error: str
+) -> None:
+    # Ctrl-C lands in the store call that records the outcome: the key must be free for the rerun at
+    # once, not only when its lease ends.
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client, "done", interrupted)
+    monkeypatch.setattr(client, "fail", interrupted)
+    with pytest.raises(KeyboardInterrupt), client.step("ns", "k", on_error=on_error) as step:
+        step.value = 1
+        if on_error == "fail":
+            raise ValueError("boom")
+    assert client.get("ns", "k") is None
+    assert client.claim("ns", "k").kind == "claimed"
+
+
+def test_a_done_that_landed_before_the_interrupt_stays_done(
+    client: CheckpointClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_done = client.done
+
+    def done_then_interrupted(*args: Any, **kwargs: Any) -> Any:
+        real_done(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client, "done", done_then_interrupted)
+    with pytest.raises(KeyboardInterrupt), client.step("ns", "k") as step:
+        step.value = {"kept": True}
+    assert client.get("ns", "k").result == {"kept": True}
