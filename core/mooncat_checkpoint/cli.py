@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -101,16 +102,18 @@ def main(argv: list[str] | None = None) -> int:
             code: int = bench.run(args)
             return code
         with CheckpointClient(args.url) as client:
+            if args.command in READS_ONLY:
+                _require_existing_store(client)
             command = COMMANDS[args.command]
             return command(client, args)
-    except (CheckpointError, CliError, OSError, ValueError) as exc:
+    except BrokenPipeError:  # e.g. `export | head`
+        return 0
+    except (CheckpointError, CliError, OSError, ValueError, sqlite3.Error) as exc:
         print(f"mooncat-checkpoint: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("mooncat-checkpoint: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `export | head`
-        return 0
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -343,6 +346,20 @@ def cmd_doctor(client: CheckpointClient, args: argparse.Namespace) -> int:
         else:
             print("these keys cannot be claimed until repaired; `doctor --quarantine` moves them aside")
     return EXIT_ERROR if found and not args.quarantine else 0
+
+
+# Commands that only read or tidy: on a store that does not exist they would make an empty one at a
+# mistyped path and report "nothing there"; `import` is the command that creates a store.
+READS_ONLY = {"list", "get", "reset", "gc", "stats", "export", "doctor"}
+
+
+def _require_existing_store(client: CheckpointClient) -> None:
+    location = client.location
+    if location.scheme in ("file", "sqlite") and not os.path.exists(location.path):
+        raise CliError(
+            f"no checkpoint store at {location.path} ({client.url} from {client.url_source}); "
+            "check --url, MOONCAT_CHECKPOINT_URL or the config file"
+        )
 
 
 COMMANDS = {

@@ -149,3 +149,32 @@ def test_doctor_reports_and_quarantines_unreadable_records(tmp_path: Path) -> No
     assert cli("doctor", "--url", url, cwd=tmp_path).returncode == 0
     with CheckpointClient(url) as cp:
         assert cp.claim("ns", "broken").kind == "claimed"
+
+
+def test_a_file_that_is_no_checkpoint_database_is_one_line_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "text.db").write_text("hi")
+    (tmp_path / "folder.db").mkdir()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "foreign.db") as conn:
+        conn.execute("CREATE TABLE checkpoints (x)")
+    for name, expected in (("text.db", "file is not a database"), ("folder.db", "unable to open"),
+                           ("foreign.db", "not a checkpoint table")):
+        before = (tmp_path / name).stat().st_mtime_ns
+        for command in (["list", "ns"], ["get", "ns", "k"]):
+            run = cli("--url", f"sqlite://./{name}", *command, cwd=tmp_path, stdin="")
+            assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+            assert expected in run.stderr and run.stderr.count("\n") == 1, run.stderr
+        assert (tmp_path / name).stat().st_mtime_ns == before
+    assert (tmp_path / "text.db").read_text() == "hi"
+
+
+@pytest.mark.parametrize("command", [["list", "ns"], ["get", "ns", "k"], ["stats"], ["export"], ["doctor"],
+                                     ["gc"], ["reset", "ns", "k"]])
+@pytest.mark.parametrize("scheme", ["file", "sqlite"])
+def test_reading_a_store_that_does_not_exist_is_an_error_and_creates_nothing(
+    tmp_path: Path, command: list[str], scheme: str
+) -> None:
+    run = cli("--url", f"{scheme}://./typo/store", *command, cwd=tmp_path)
+    assert run.returncode == 2 and "no checkpoint store at" in run.stderr, run.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import CorruptRecordError
+from ..errors import ConfigError, CorruptRecordError
 from ..machine import Change, Transition
 from ..protocol import Checkpoint, CorruptRecord, Status
 from ..serialize import loads_stored, result_json_of
@@ -104,6 +104,21 @@ class SqliteBackend:
         self._guard = threading.Lock()
         self._pid = os.getpid()
         self._forks = _FORKS[0]
+        # Looked at before anything is written: not even the journal mode of a foreign database changes.
+        try:
+            probe = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+            try:
+                columns = {row[1] for row in probe.execute("PRAGMA table_info(checkpoints)")}
+            finally:
+                probe.close()
+        except sqlite3.Error as exc:  # not a database, a folder, no permission: say which file
+            raise ConfigError(f"cannot use {self.path} as a checkpoint database: {exc}") from None
+        missing = [name for name in COLUMNS.split(", ") if name not in columns]
+        if columns and missing:
+            raise ConfigError(
+                f"{self.path} has a table 'checkpoints' that is not a checkpoint table "
+                f"(no column {', '.join(missing)}); use another file"
+            )
         conn = self._conn()
         with _transaction(conn):
             conn.execute(SCHEMA)
