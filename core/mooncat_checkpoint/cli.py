@@ -18,9 +18,10 @@ from typing import IO, Any
 from . import __version__
 from .client import CheckpointClient
 from .config import CONFIG_FILE_NAME
-from .errors import CheckpointError
+from .errors import CheckpointError, CorruptRecordError
+from .keys import check_key, check_namespace
 from .protocol import Checkpoint, CorruptRecord, Status
-from .serialize import record_from_dict
+from .serialize import encode_result, record_from_dict
 
 EXIT_ABSENT = 1
 EXIT_ERROR = 2
@@ -284,8 +285,15 @@ def _read_records(source: IO[str], only: str | None) -> Iterator[Checkpoint]:
             raise CliError(f"line {number}: not JSON ({exc})") from None
         try:
             record = record_from_dict(data, f"line {number}")
+            if only is None or record.namespace == only:
+                # Held to what any store accepts, so no line fails halfway through the import.
+                check_namespace(record.namespace)
+                check_key(record.key)
+                encode_result(record.result)
+        except CorruptRecordError as exc:  # a line to import, not a stored record: no doctor advice
+            raise CliError(f"line {number}: {exc.reason}") from None
         except CheckpointError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(f"line {number}: {exc}") from None
         if only is None or record.namespace == only:
             yield record
 
@@ -314,16 +322,10 @@ def cmd_import(client: CheckpointClient, args: argparse.Namespace) -> int:
 
 
 def _validate_into(source: IO[str], spool: IO[str], only: str | None) -> int:
-    from .keys import check_key, check_namespace
-
-    total = 0
     for line in source:
         spool.write(line)
     spool.seek(0)
-    for record in _read_records(spool, only):
-        check_namespace(record.namespace)
-        check_key(record.key)
-        total += 1
+    total = sum(1 for _ in _read_records(spool, only))
     spool.seek(0, os.SEEK_END)
     return total
 

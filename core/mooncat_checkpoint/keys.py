@@ -19,6 +19,8 @@ _SAFE_KEY_MAX_LEN = 128
 KeySpec = str | Callable[[dict[str, Any]], str]
 
 
+MAX_NAMESPACE_LENGTH = 255
+
 # Namespaces that passed the check; a process uses few, and every call names one.
 _CHECKED_NAMESPACES: set[str] = set()
 _CHECKED_NAMESPACES_MAX = 1024
@@ -33,6 +35,12 @@ def check_namespace(namespace: object) -> str:
     if not _NAMESPACE.fullmatch(namespace):
         raise InvalidArgumentError(
             f"namespace {namespace!r} may contain only letters, digits, '_' and '-'"
+        )
+    if len(namespace) > MAX_NAMESPACE_LENGTH:
+        # The file store keeps a namespace as a folder name; held to that on every store, so records
+        # move between stores (export | import) without a namespace that one of them cannot hold.
+        raise InvalidArgumentError(
+            f"namespace is {len(namespace)} characters long; at most {MAX_NAMESPACE_LENGTH} are allowed"
         )
     if namespace.__class__ is str and len(_CHECKED_NAMESPACES) < _CHECKED_NAMESPACES_MAX:
         _CHECKED_NAMESPACES.add(namespace)

@@ -21,7 +21,7 @@ def encode_result(result: Any) -> str | None:
     """Compact JSON text of a result (None for no result), or a clear error; nothing is written before this."""
     if result is None:
         return None
-    _check_json_value(result, "result", set())
+    _check_json_value(result, "result", set(), 0)
     text = _compact.encode(js_property_order(result))
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_INLINE_RESULT_BYTES:
@@ -67,7 +67,11 @@ def js_property_order(value: Any) -> Any:
     return value
 
 
-def _check_json_value(value: Any, path: str, seen: set[int]) -> None:
+# Deeper results are refused: reading one back would exhaust Python's recursion limit.
+MAX_RESULT_DEPTH = 256
+
+
+def _check_json_value(value: Any, path: str, seen: set[int], depth: int) -> None:
     if value is None or value is True or value is False or (isinstance(value, str) and _check_str(value, path)):
         return
     if isinstance(value, int):
@@ -81,6 +85,11 @@ def _check_json_value(value: Any, path: str, seen: set[int]) -> None:
             raise CheckpointResultSerializationError(f"{path} is {value!r}, which JSON cannot represent")
         return
     if isinstance(value, (dict, list, tuple)):
+        if depth >= MAX_RESULT_DEPTH:
+            raise CheckpointResultSerializationError(
+                f"result is nested more than {MAX_RESULT_DEPTH} levels deep (at {path[:200]}...); flatten it "
+                "or store it elsewhere and pass result_ref"
+            )
         if id(value) in seen:
             raise CheckpointResultSerializationError(f"{path} contains itself (a reference cycle)")
         seen.add(id(value))
@@ -92,10 +101,10 @@ def _check_json_value(value: Any, path: str, seen: set[int]) -> None:
                         "strings (converting them could merge two keys)"
                     )
                 _check_str(name, f"{path} key {name!r}")
-                _check_json_value(item, f"{path}[{name!r}]", seen)
+                _check_json_value(item, f"{path}[{name!r}]", seen, depth + 1)
         else:
             for index, item in enumerate(value):
-                _check_json_value(item, f"{path}[{index}]", seen)
+                _check_json_value(item, f"{path}[{index}]", seen, depth + 1)
         seen.discard(id(value))
         return
     raise CheckpointResultSerializationError(
@@ -138,6 +147,8 @@ def decode_result(text: str | None, location: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise CorruptRecordError(location, f"result is not JSON ({exc})") from None
+    except RecursionError:
+        raise CorruptRecordError(location, "result nested too deeply to read") from None
 
 
 def check_optional_str(value: object, name: str) -> str | None:
@@ -244,6 +255,8 @@ def record_from_text(text: str | bytes, location: str) -> Checkpoint:
         data = _record_decoder.decode(text)
     except ValueError as exc:  # UnicodeDecodeError included
         raise CorruptRecordError(location, f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise CorruptRecordError(location, "nested too deeply to read") from None
     return record_from_dict(data, location)
 
 

@@ -178,3 +178,18 @@ def test_reading_a_store_that_does_not_exist_is_an_error_and_creates_nothing(
     run = cli("--url", f"{scheme}://./typo/store", *command, cwd=tmp_path)
     assert run.returncode == 2 and "no checkpoint store at" in run.stderr, run.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_import_names_the_line_of_a_result_or_namespace_no_store_can_hold(tmp_path: Path) -> None:
+    good = json.dumps({"namespace": "ns", "key": "a", "status": "done", "result": 1, "attempts": 1,
+                       "createdAt": 1, "updatedAt": 1})
+    for bad, expected in (
+        (good.replace("\"result\": 1", "\"result\": NaN"), "nan"),
+        (good.replace('"result": 1', '"result": "' + "x" * 70_000 + '"'), "inline limit"),
+        (good.replace('"ns"', '"' + "n" * 256 + '"'), "at most 255"),
+        (good.replace('"status": "done", ', ""), "unknown status"),
+    ):
+        run = cli("--url", "sqlite://./s.db", "import", cwd=tmp_path, stdin=f"{good}\n{bad}\n")
+        assert run.returncode == 2 and run.stderr.startswith("mooncat-checkpoint: error: line 2: "), run.stderr
+        assert expected in run.stderr and "doctor" not in run.stderr, run.stderr[:300]
+        assert not (tmp_path / "s.db").exists() or CheckpointClient(f"sqlite://{tmp_path}/s.db").get("ns", "a") is None

@@ -14,6 +14,7 @@ from mooncat_checkpoint import (
     Checkpoint,
     CheckpointClient,
     CheckpointResultSerializationError,
+    CorruptRecordError,
     InvalidArgumentError,
     Status,
 )
@@ -135,3 +136,34 @@ def test_import_enforces_the_same_limit(client: CheckpointClient) -> None:
         client.import_record(record)
     assert client.get("ns", "k") is None
     assert _record_files(client.url) == []
+
+
+def test_a_result_nested_too_deep_to_read_back_is_refused_before_anything_is_written(
+    client: CheckpointClient,
+) -> None:
+    from mooncat_checkpoint.serialize import MAX_RESULT_DEPTH
+
+    def nested(depth: int) -> object:
+        value: object = 0
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    held = client.claim("ns", "deep")
+    for depth in (MAX_RESULT_DEPTH + 1, 5000):
+        with pytest.raises(CheckpointResultSerializationError, match="nested more than"):
+            client.done("ns", "deep", held.lease_token, result=nested(depth))
+    assert client.get("ns", "deep").status == "claimed"
+    client.done("ns", "deep", held.lease_token, result=nested(MAX_RESULT_DEPTH))
+    assert client.get("ns", "deep").result == nested(MAX_RESULT_DEPTH)
+
+
+def test_a_stored_record_nested_too_deep_to_parse_is_reported_as_corrupt(tmp_path: Path) -> None:
+    folder = tmp_path / "store" / "ns"
+    folder.mkdir(parents=True)
+    deep = "[" * 100_000 + "]" * 100_000
+    (folder / "k.json").write_text(
+        f'{{"namespace":"ns","key":"k","status":"done","result":{deep},"attempts":1,"createdAt":1,"updatedAt":1}}'
+    )
+    with CheckpointClient(f"file://{tmp_path / 'store'}") as cp, pytest.raises(CorruptRecordError, match="deeply"):
+        cp.get("ns", "k")

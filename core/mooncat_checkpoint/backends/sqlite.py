@@ -79,6 +79,8 @@ def row_to_record(row: Sequence[Any], db: str) -> Checkpoint:
             value = loads_stored(result)
         except ValueError as exc:
             raise CorruptRecordError(row_location(db, namespace, segment), f"result is not JSON ({exc})") from None
+        except RecursionError:
+            raise CorruptRecordError(row_location(db, namespace, segment), "result nested too deeply to read") from None
     return Checkpoint.stored(
         namespace, key, parsed_status, owner, token, until, value, ref, error, attempts, created, updated, result
     )
