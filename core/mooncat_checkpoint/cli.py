@@ -19,7 +19,7 @@ from . import __version__
 from .client import CheckpointClient
 from .config import CONFIG_FILE_NAME
 from .errors import CheckpointError, CorruptRecordError
-from .keys import check_key, check_namespace
+from .keys import check_folder_namespace, check_key, check_namespace
 from .protocol import Checkpoint, CorruptRecord, Status
 from .serialize import encode_result, record_from_dict
 
@@ -275,7 +275,8 @@ class _stdout:
         sys.stdout.flush()
 
 
-def _read_records(source: IO[str], only: str | None) -> Iterator[Checkpoint]:
+def _read_records(source: IO[str], only: str | None, target: str = "") -> Iterator[Checkpoint]:
+    """Records of an export; with `target` (a store's scheme) each is checked against what it can hold."""
     for number, line in enumerate(source, 1):
         if not line.strip():
             continue
@@ -288,6 +289,8 @@ def _read_records(source: IO[str], only: str | None) -> Iterator[Checkpoint]:
             if only is None or record.namespace == only:
                 # Held to what any store accepts, so no line fails halfway through the import.
                 check_namespace(record.namespace)
+                if target == "file":
+                    check_folder_namespace(record.namespace)
                 check_key(record.key)
                 encode_result(record.result)
         except CorruptRecordError as exc:  # a line to import, not a stored record: no doctor advice
@@ -303,9 +306,9 @@ def cmd_import(client: CheckpointClient, args: argparse.Namespace) -> int:
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
         if args.input:
             with open(args.input, encoding="utf-8") as source:
-                total = _validate_into(source, spool, args.namespace)
+                total = _validate_into(source, spool, args.namespace, client.location.scheme)
         else:
-            total = _validate_into(sys.stdin, spool, args.namespace)
+            total = _validate_into(sys.stdin, spool, args.namespace, client.location.scheme)
         spool.seek(0)
         progress = _Progress(_wants_progress(args), "imported")
         added = kept = 0
@@ -321,11 +324,11 @@ def cmd_import(client: CheckpointClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _validate_into(source: IO[str], spool: IO[str], only: str | None) -> int:
+def _validate_into(source: IO[str], spool: IO[str], only: str | None, target: str) -> int:
     for line in source:
         spool.write(line)
     spool.seek(0)
-    total = sum(1 for _ in _read_records(spool, only))
+    total = sum(1 for _ in _read_records(spool, only, target))
     spool.seek(0, os.SEEK_END)
     return total
 

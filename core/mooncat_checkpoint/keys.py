@@ -19,7 +19,19 @@ _SAFE_KEY_MAX_LEN = 128
 KeySpec = str | Callable[[dict[str, Any]], str]
 
 
-MAX_NAMESPACE_LENGTH = 255
+# The file store keeps a namespace as a folder name, which filesystems cap at 255 bytes. Other stores,
+# like the TypeScript package, take longer ones.
+MAX_FOLDER_NAMESPACE_LENGTH = 255
+
+
+def check_folder_namespace(namespace: str) -> str:
+    if len(namespace) > MAX_FOLDER_NAMESPACE_LENGTH:
+        raise InvalidArgumentError(
+            f"namespace is {len(namespace)} characters long; the file store keeps namespaces as folder names "
+            f"of at most {MAX_FOLDER_NAMESPACE_LENGTH} (use a shorter one, or a SQLite or PostgreSQL store)"
+        )
+    return namespace
+
 
 # Namespaces that passed the check; a process uses few, and every call names one.
 _CHECKED_NAMESPACES: set[str] = set()
@@ -35,12 +47,6 @@ def check_namespace(namespace: object) -> str:
     if not _NAMESPACE.fullmatch(namespace):
         raise InvalidArgumentError(
             f"namespace {namespace!r} may contain only letters, digits, '_' and '-'"
-        )
-    if len(namespace) > MAX_NAMESPACE_LENGTH:
-        # The file store keeps a namespace as a folder name; held to that on every store, so records
-        # move between stores (export | import) without a namespace that one of them cannot hold.
-        raise InvalidArgumentError(
-            f"namespace is {len(namespace)} characters long; at most {MAX_NAMESPACE_LENGTH} are allowed"
         )
     if namespace.__class__ is str and len(_CHECKED_NAMESPACES) < _CHECKED_NAMESPACES_MAX:
         _CHECKED_NAMESPACES.add(namespace)

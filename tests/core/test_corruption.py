@@ -129,3 +129,32 @@ def test_corrupt_sqlite_rows_are_reported_and_can_be_quarantined(tmp_path: Path,
     assert [row[0] for row in kept] == ["k"]
     assert cp.claim("ns", "k").kind == "claimed"
     assert {r.key: r.status for r in cp.list("ns")} == {"fine": Status.DONE, "k": Status.CLAIMED}
+
+
+@pytest.mark.parametrize("scheme", ["file", "sqlite"])
+def test_a_record_stored_under_another_keys_name_is_reported_and_can_be_moved_aside(
+    tmp_path: Path, scheme: str
+) -> None:
+    from mooncat_checkpoint import KeyConflictError
+
+    url = f"file://{tmp_path / 'store'}" if scheme == "file" else f"sqlite://{tmp_path / 'cp.db'}"
+    cp = CheckpointClient(url)
+    held = cp.claim("ns", "k")
+    cp.done("ns", "k", held.lease_token, result=1)
+    if scheme == "file":  # edited by hand: the file k.json now says it is the record of "other"
+        path = tmp_path / "store" / "ns" / "k.json"
+        path.write_text(path.read_text().replace('"key": "k"', '"key": "other"'))
+    else:
+        with sqlite3.connect(tmp_path / "cp.db") as conn:
+            conn.execute("UPDATE checkpoints SET key = 'other' WHERE storage_key = 'k'")
+
+    with pytest.raises(KeyConflictError):
+        cp.claim("ns", "k")
+    assert cp.get("ns", "other") is None
+    with pytest.warns(CorruptRecordWarning, match="other"):
+        assert cp.list("ns") == []
+    [problem] = [p for p in cp.scan("ns") if isinstance(p, CorruptRecord)]
+    assert "'other'" in problem.reason
+    cp.quarantine(problem)
+    assert cp.claim("ns", "k").kind == "claimed"
+    assert cp.claim("ns", "other").kind == "claimed"

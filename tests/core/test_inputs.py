@@ -97,3 +97,16 @@ def test_clients_are_context_managers(store_url: str) -> None:
     if store_url != "memory://":
         assert again is not None and again.lease_token == held.lease_token
     cp.close()
+
+
+def test_a_namespace_too_long_for_a_folder_name_is_refused_by_the_file_store_only(tmp_path: Path) -> None:
+    from mooncat_checkpoint import CheckpointClient
+
+    long_ns = "n" * 256
+    with CheckpointClient(f"file://{tmp_path / 'files'}") as files:
+        for call in (lambda: files.claim(long_ns, "k"), lambda: files.get(long_ns, "k")):
+            with pytest.raises(InvalidArgumentError, match="at most 255"):
+                call()
+        assert files.claim("n" * 255, "k").kind == "claimed"
+    with CheckpointClient(f"sqlite://{tmp_path / 'cp.db'}") as db:  # as in TypeScript: any length
+        assert db.claim(long_ns, "k").kind == "claimed"

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
+from ..keys import storage_segment
 from ..machine import Transition
 from ..protocol import Checkpoint, ClaimResult, CorruptRecord, Status
 from ..serialize import result_json_of
@@ -137,3 +138,14 @@ def fresh_copy(record: Checkpoint) -> Checkpoint:
     result = None if text is None else json.loads(text)
     extra = json.loads(json.dumps(record.extra)) if record.extra else {}
     return replace(record, result=result, extra=extra)
+
+
+def misplaced(namespace: str, segment: str, record: Checkpoint, location: str) -> Checkpoint | CorruptRecord:
+    """A record stored under a name its key does not map to (edited by hand, copied, a case-insensitive
+    filesystem) can never be read through its key: listed and reported like an unreadable one, so
+    `doctor --quarantine` can move it aside instead of the key failing with a conflict for ever."""
+    if storage_segment(record.key) == segment:
+        return record
+    return CorruptRecord(
+        namespace, location, f"holds the key {record.key!r}, whose record belongs at {storage_segment(record.key)!r}"
+    )

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import CorruptRecordError
-from ..keys import check_namespace
+from ..keys import MAX_FOLDER_NAMESPACE_LENGTH, check_folder_namespace, check_namespace
 from ..machine import Transition
 from ..protocol import Checkpoint, CorruptRecord, Status
 from ..serialize import record_from_text, record_text
-from .base import wall_clock_ms
+from .base import misplaced, wall_clock_ms
 
 try:
     import fcntl
@@ -135,6 +135,8 @@ class FileBackend:
 
     def _path(self, namespace: str, segment: str) -> str:
         # Plain strings: a rerun builds one path per claim, and pathlib costs more than the read.
+        if len(namespace) > MAX_FOLDER_NAMESPACE_LENGTH:
+            check_folder_namespace(namespace)
         return f"{self._root}{os.sep}{namespace}{os.sep}{segment}{RECORD_SUFFIX}"
 
     def _lock(self, namespace: str) -> _NamespaceLock:
@@ -225,7 +227,7 @@ class FileBackend:
                     yield CorruptRecord(namespace, exc.location, exc.reason)
                     continue
                 if record is not None and (status is None or record.status is status):
-                    yield record
+                    yield misplaced(namespace, entry.name[: -len(RECORD_SUFFIX)], record, entry.path)
 
     def namespaces(self) -> list[str]:
         try:

@@ -28,6 +28,7 @@ from .. import machine
 from ..errors import CheckpointError, ConfigError, CorruptRecordError
 from ..machine import Transition
 from ..protocol import Checkpoint, ClaimResult, CorruptRecord, Status
+from .base import misplaced
 from .postgres_sql import (
     CONNECT_TIMEOUT_S,
     IDLE_IN_TRANSACTION_TIMEOUT_MS,
@@ -366,8 +367,9 @@ async def _check_idle_async(conn: psycopg.AsyncConnection[Any]) -> None:
 def _record_or_corrupt(
     statements: Statements, namespace: str, row: Sequence[Any]
 ) -> Checkpoint | CorruptRecord:
+    location = statements.location(namespace, row[1])
     try:
-        return row_to_record(row, statements.location(namespace, row[1]))
+        return misplaced(namespace, row[1], row_to_record(row, location), location)
     except CorruptRecordError as exc:
         return CorruptRecord(namespace, exc.location, exc.reason)
 

@@ -14,7 +14,7 @@ from ..errors import ConfigError, CorruptRecordError
 from ..machine import Change, Transition
 from ..protocol import Checkpoint, CorruptRecord, Status
 from ..serialize import loads_stored, result_json_of
-from .base import wall_clock_ms
+from .base import misplaced, wall_clock_ms
 
 T = TypeVar("T")
 
@@ -209,9 +209,11 @@ class SqliteBackend:
                 params += (status.value,)
             for row in conn.execute(sql, params):
                 try:
-                    yield row_to_record(row, self._db)
+                    record = row_to_record(row, self._db)
                 except CorruptRecordError as exc:
                     yield CorruptRecord(namespace, exc.location, exc.reason)
+                else:
+                    yield misplaced(namespace, row[1], record, self._location(namespace, row[1]))
         finally:
             conn.close()
 
