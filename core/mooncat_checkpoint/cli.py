@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from . import __version__
 from .client import CheckpointClient
-from .config import CONFIG_FILE_NAME
+from .config import CONFIG_FILE_NAME, DEFAULT_URL
 from .errors import CheckpointError, CorruptRecordError
 from .keys import check_folder_namespace, check_key, check_namespace
 from .protocol import Checkpoint, CorruptRecord, Status
@@ -125,8 +125,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     target = Path.cwd() / CONFIG_FILE_NAME
     if target.exists():
         raise CliError(f"{target} already exists; remove it first to write a new one")
-    url = args.url or "file://.mooncat/checkpoints"
-    CheckpointClient(url)  # validate before writing anything
+    if args.url is not None and not args.url.strip():
+        raise CliError("--url is empty; leave it out for the default store")
+    url = args.url or DEFAULT_URL
+    if CheckpointClient(url).location.scheme == "memory":  # validated before writing anything
+        raise CliError("memory:// lives only as long as one process: a config file cannot share it")
     target.write_text(json.dumps({"backend": {"url": url}}, indent=2) + "\n", encoding="utf-8")
     _emit(args, {"path": str(target), "url": url}, f"wrote {target}\n  backend.url = {url}")
     return 0
@@ -171,7 +174,8 @@ def cmd_list(client: CheckpointClient, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in records], ensure_ascii=False, indent=2))
     elif not records:
-        print(f'(namespace "{args.namespace}" has no records)')
+        which = f"{args.status} records" if args.status else "records"
+        print(f'(namespace "{args.namespace}" has no {which})')
     else:
         print(f'namespace "{args.namespace}": {len(records)} record(s)')
         for record in records:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from . import machine
 from .backends import AsyncBackend, Backend, open_async_backend, open_backend
 from .config import StoreLocation, parse_url, resolve_url
-from .errors import InvalidArgumentError, KeyConflictError
+from .errors import ConfigError, InvalidArgumentError, KeyConflictError
 from .keys import KeySpec, check_key, check_namespace, storage_segment
 from .machine import Transition
 from .protocol import DEFAULT_EXTEND_MS, DEFAULT_LEASE_MS, Checkpoint, ClaimResult, CorruptRecord, Status
@@ -52,7 +52,7 @@ def _positive_ms(value: object, name: str, default: int) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value > 2**53:
-        raise InvalidArgumentError(f"{name} must be a positive integer of milliseconds, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a positive integer of milliseconds, at most 2**53, got {value!r}")
     return value
 
 
@@ -80,7 +80,12 @@ class ClientCore:
         resolved = resolve_url(url)
         self.url = resolved.url
         self.url_source = resolved.source
-        self.location: StoreLocation = parse_url(resolved.url, resolved.base_dir)
+        try:
+            self.location: StoreLocation = parse_url(resolved.url, resolved.base_dir)
+        except ConfigError as exc:
+            if resolved.source == "argument":
+                raise
+            raise ConfigError(f"{exc} (from {resolved.source})") from None
         if durability not in ("full", "fast"):
             raise InvalidArgumentError(f"durability must be 'full' or 'fast', got {durability!r}")
         self.durability = durability

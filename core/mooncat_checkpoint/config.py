@@ -110,11 +110,12 @@ def _check_path(url: str, raw: str) -> None:
             f"store URL {url!r}: query strings and fragments are not supported "
             "(TypeScript would make them part of the file name)"
         )
+    scheme = url[: len(url) - len(raw)]
     first = raw.split("/", 1)[0]
     if first.lower() == "localhost" or (first and ":" in first and not raw.startswith("/")):
         raise ConfigError(
             f"store URL {url!r}: a host part is not supported (TypeScript reads it as a relative folder "
-            f"named {first!r}); write file:///absolute/path or file://./relative/path"
+            f"named {first!r}); write {scheme}/absolute/path or {scheme}./relative/path"
         )
     if "\x00" in raw:
         raise ConfigError(f"store URL {url!r} contains a NUL character")

@@ -194,3 +194,17 @@ def test_import_names_the_line_of_a_result_or_namespace_no_store_can_hold(tmp_pa
         assert run.returncode == 2 and run.stderr.startswith("mooncat-checkpoint: error: line 2: "), run.stderr
         assert expected in run.stderr and "doctor" not in run.stderr, run.stderr[:300]
         assert CheckpointClient(f"file://{tmp_path}/store").get("ns", "a") is None
+
+
+def test_messages_name_the_status_the_scheme_and_where_a_bad_url_came_from(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path}/s.db"
+    finish(url, "ns", "k", 1)
+    listed = cli("--url", url, "list", "ns", "--status", "claimed", cwd=tmp_path)
+    assert listed.returncode == 0 and 'has no claimed records' in listed.stdout
+    host = cli("--url", "sqlite://localhost/x.db", "list", "ns", cwd=tmp_path)
+    assert "write sqlite:///absolute/path" in host.stderr
+    from_env = cli("list", "ns", cwd=tmp_path, env={"MOONCAT_CHECKPOINT_URL": "~/x"})
+    assert from_env.returncode == 2 and "(from env MOONCAT_CHECKPOINT_URL)" in from_env.stderr
+    for bad in ("", "memory://"):
+        made = cli("init", "--url", bad, cwd=tmp_path)
+        assert made.returncode == 2 and not (tmp_path / "mooncat-checkpoint.config.json").exists(), made.stderr
