@@ -190,11 +190,17 @@ def run_processes(url: str, durability: str, ns: str, key_sets: list[list[str]])
         gate.wait(timeout=120)
         started = time.perf_counter()
         reports = [out.get(timeout=3600) for _ in procs]
+    except BaseException:
+        # Ctrl-C or a stuck worker: stop the others now, so cleanup does not race their writes.
+        for proc in procs:
+            proc.terminate()
+        raise
     finally:
         for proc in procs:
             proc.join(60)
             if proc.is_alive():
-                proc.terminate()
+                proc.kill()
+                proc.join(10)
     errors = [str(detail) for status, detail, _ in reports if status == "error"]
     if errors:
         raise RuntimeError("a bench process failed: " + "; ".join(errors))
@@ -266,6 +272,10 @@ def run(args: argparse.Namespace) -> int:
     n, processes, ns, wanted = _options(args)
     client = CheckpointClient(args.url, durability=args.durability)
     progress = Progress(not args.quiet and (args.progress or sys.stderr.isatty()))
+    if processes > 0 and client.location.scheme == "memory" and {"disjoint", "overlap"} & set(wanted):
+        print("mooncat-checkpoint: note: memory:// lives in one process; the multi-process workloads are skipped",
+              file=sys.stderr)
+        processes = 0
     if any(True for _ in client.scan(ns)):
         if not args.force:
             print(f"mooncat-checkpoint: error: namespace {ns!r} of {client.url} already has records; "
