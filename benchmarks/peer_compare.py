@@ -6,7 +6,9 @@ Every comparison runs its rounds alternately (TypeScript, then Python) in fresh 
 keeps each side's best round, so a burst of load from elsewhere on the machine hurts one round, not a side.
 Records a workload needs beforehand (done keys for the rerun, expired claims for gc) are written by this
 package in the shared format and read by both sides; only the workload itself is timed.
-The npm packages are installed into `<repo>/.interop` by the test helper, or by plain `npm install`.
+The npm packages come from the folder the test sessions install them into (`MOONCAT_INTEROP_DIR`, by default
+`~/.cache/mooncat-checkpoint/interop-0.5.1`); if they are missing they are installed there first, through the
+test helper (tests/interop_node.py) or, without pytest, by plain `npm install`.
 """
 
 from __future__ import annotations
@@ -48,9 +50,17 @@ TS_VERSION = "0.5.1"
 # ---- the peer ----
 
 
+def default_install_dir() -> Path:
+    """The folder the test sessions install the npm peer into (see noxfile.py), so one install serves both."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "mooncat-checkpoint" / f"interop-{TS_VERSION}"
+
+
 def peer_modules() -> Path:
     """node_modules holding mooncat-checkpoint 0.5.1 and a working better-sqlite3."""
-    folder = Path(os.environ.get("MOONCAT_INTEROP_DIR", REPO / ".interop"))
+    if not os.environ.get("MOONCAT_INTEROP_DIR", "").strip():
+        os.environ["MOONCAT_INTEROP_DIR"] = str(default_install_dir())
+    folder = Path(os.environ["MOONCAT_INTEROP_DIR"])
     try:
         sys.path.insert(0, str(REPO / "tests"))
         import interop_node
@@ -84,6 +94,8 @@ def ts_rate(modules: Path, url: str, workload: str, n: int, prefilled: bool) -> 
     result = json.loads(proc.stdout)
     if result["ops"] != n:
         raise RuntimeError(f"node {workload}: {result['ops']} operations, expected {n}")
+    if workload == "rerun" and result.get("done") != n:
+        raise RuntimeError(f"node rerun: {result.get('done')} of {n} claims answered done")
     return float(result["perSecond"])
 
 
