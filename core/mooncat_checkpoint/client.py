@@ -160,8 +160,8 @@ class ClientCore:
         for key, segment in segments.items():
             record = found.get(segment)
             if record is not None:
-                if record.key != key:
-                    raise KeyConflictError(namespace, key, record.key)
+                if record.key != key or record.namespace != namespace:
+                    raise KeyConflictError(namespace, key, record.key, record.namespace)
                 matched[key] = record
         return matched
 

@@ -52,14 +52,19 @@ class CorruptRecordError(CheckpointError):
 class KeyConflictError(CheckpointError):
     """Two different keys map to one stored record (a hashed-looking key, or a case-insensitive filesystem)."""
 
-    def __init__(self, namespace: str, key: str, stored_key: str) -> None:
+    def __init__(self, namespace: str, key: str, stored_key: str, stored_namespace: str | None = None) -> None:
+        if stored_namespace is None or stored_namespace == namespace:
+            other = f"another key {stored_key!r}"
+        else:  # namespace folders that differ only in case are one folder on a case-insensitive filesystem
+            other = f"key {stored_key!r} of namespace {stored_namespace!r}"
         super().__init__(
-            f"key {key!r} in namespace {namespace!r} maps to the record of another key {stored_key!r}; "
+            f"key {key!r} in namespace {namespace!r} maps to the record of {other}; "
             "refusing to read or overwrite it"
         )
         self.namespace = namespace
         self.key = key
         self.stored_key = stored_key
+        self.stored_namespace = namespace if stored_namespace is None else stored_namespace
 
 
 class StepFailedError(CheckpointError):

@@ -42,11 +42,11 @@ def lease_expired(record: Checkpoint, now: int, older_than: int = 0) -> bool:
 
 
 def for_key(namespace: str, key: str, transition: Transition[T]) -> Transition[T]:
-    """Refuse a record stored for another key that maps to the same segment."""
+    """Refuse a record stored for another key (or namespace) that maps to the same place."""
 
     def guarded(current: Checkpoint | None, now: int) -> Change[T]:
-        if current is not None and current.key != key:
-            raise KeyConflictError(namespace, key, current.key)
+        if current is not None and (current.key != key or current.namespace != namespace):
+            raise KeyConflictError(namespace, key, current.key, current.namespace)
         return transition(current, now)
 
     return guarded
@@ -58,8 +58,8 @@ def settled_claim(namespace: str, key: str, current: Checkpoint | None) -> Claim
     builds the transition; a record of another key is a conflict, as under `for_key`."""
     if current is None:
         return None
-    if current.key != key:
-        raise KeyConflictError(namespace, key, current.key)
+    if current.key != key or current.namespace != namespace:
+        raise KeyConflictError(namespace, key, current.key, current.namespace)
     if current.status is Status.DONE:
         return ClaimResult.settled("done", current)
     if current.status is Status.FAILED:

@@ -122,21 +122,28 @@ def _check_str(text: str, path: str) -> bool:
     return True
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (JavaScript's JSON.parse rejects it)")
+
+
+# Python's parser accepts NaN and Infinity; stored text holding them is unreadable for TypeScript and
+# could not be written back, so every stored JSON text is read with a decoder that refuses them.
+_strict_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
 # The decoder's C scanner is set per instance and not declared in the type stubs.
-_scan_value: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_scan_value: Callable[[str, int], tuple[Any, int]] = _strict_decoder.scan_once  # type: ignore[attr-defined]
 
 
 def loads_stored(text: str) -> Any:
     """`json.loads` of stored JSON text, through the C scanner directly when the text is exactly one value:
     that skips the per-call overhead which dominates for the small results a rerun reads by the thousand.
-    Anything else (surrounding whitespace, trailing text, invalid JSON) is left to `json.loads` to accept or
-    reject, so the answer and the error are the same."""
+    Anything else (surrounding whitespace, trailing text, invalid JSON) is left to the full decoder to accept
+    or reject, so the answer and the error are the same."""
     try:
         value, end = _scan_value(text, 0)
     except (StopIteration, ValueError):
-        return json.loads(text)
+        return _strict_decoder.decode(text)
     if end != len(text):
-        return json.loads(text)
+        return _strict_decoder.decode(text)
     return value
 
 
@@ -144,7 +151,7 @@ def decode_result(text: str | None, location: str) -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text)
+        return _strict_decoder.decode(text)
     except ValueError as exc:
         raise CorruptRecordError(location, f"result is not JSON ({exc})") from None
     except RecursionError:
@@ -238,12 +245,8 @@ def record_from_dict(data: Any, location: str) -> Checkpoint:
 _STATUSES = {status.value: status for status in Status}
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON (JavaScript's JSON.parse rejects it)")
-
-
 # One decoder for every record: `json.loads` with an option builds a new one per call.
-_record_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+_record_decoder = _strict_decoder
 
 
 def record_from_text(text: str | bytes, location: str) -> Checkpoint:
@@ -271,6 +274,47 @@ def _opt_int(data: dict[str, Any], name: str, location: str) -> int | None:
     value = data.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise CorruptRecordError(location, f"{name} is not a number")
-    return int(value)
+    if value.__class__ is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        return value
+    # A whole float is the same JavaScript number; anything else would be changed by rewriting it as an
+    # integer, or (beyond 2**53) is a number no SQL store and no JavaScript reader keeps exactly.
+    if value.__class__ is float and value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
+        return int(value)
+    raise CorruptRecordError(location, f"{name} is {_short(value)}, not a whole number of at most 2**53")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def row_problem(
+    key: object, status: object, owner: object, token: object, until: object, result: object,
+    ref: object, error: object, attempts: object, created: object, updated: object,
+) -> str | None:
+    """What is wrong with a SQL row's columns, or None: SQLite keeps any type in any column, and a text
+    lease end or a number as key would otherwise fail far from the row, or not at all. The common case is
+    one chain of cheap tests; the message is worked out only for a bad row."""
+    limit = MAX_SAFE_INTEGER
+    if (
+        key.__class__ is str and attempts.__class__ is int and created.__class__ is int
+        and updated.__class__ is int and (until is None or until.__class__ is int)
+        and (owner is None or owner.__class__ is str) and (token is None or token.__class__ is str)
+        and (result is None or result.__class__ is str) and (ref is None or ref.__class__ is str)
+        and (error is None or error.__class__ is str)
+        and -limit <= attempts <= limit and -limit <= created <= limit
+        and -limit <= updated <= limit and (until is None or -limit <= until <= limit)
+        and (token is not None or status != "claimed")
+    ):
+        return None
+    for name, value in (("key", key), ("owner_run_id", owner), ("lease_token", token), ("result", result),
+                        ("result_ref", ref), ("error", error)):
+        if (value is not None or name == "key") and value.__class__ is not str:
+            return f"{name} is {_short(value)}, not text"
+    for name, value in (("lease_until", until), ("attempts", attempts), ("created_at", created),
+                        ("updated_at", updated)):
+        if (value is not None or name != "lease_until") and not (
+            value.__class__ is int and -limit <= value <= limit
+        ):
+            return f"{name} is {_short(value)}, not a whole number of at most 2**53"
+    return "claimed record without lease_token"

@@ -36,6 +36,15 @@ FILE_CORRUPTIONS = {
     "key not a string": json.dumps({**_good_record("k"), "key": 5}),
     "attempts not a number": json.dumps({**_good_record("k"), "attempts": "one"}),
     "nan result": json.dumps({**_good_record("k"), "result": float("nan")}),
+    # Numbers that rewriting as integers would change, or that no SQL store or JavaScript reader keeps exactly.
+    "fractional attempts": json.dumps({**_good_record("k"), "attempts": 1.5}),
+    "boolean attempts": json.dumps({**_good_record("k"), "attempts": True}),
+    "lease end past 2**53": json.dumps(
+        {**_good_record("k"), "status": "claimed", "leaseToken": "t" * 32, "leaseUntil": 10**30}
+    ),
+    "lease end overflowing a double": json.dumps({**_good_record("k"), "leaseUntil": 1}).replace(
+        '"leaseUntil": 1', '"leaseUntil": 1e400'
+    ),
 }
 
 
@@ -101,6 +110,20 @@ def test_quarantining_twice_keeps_both_copies(tmp_path: Path) -> None:
 SQL_CORRUPTIONS = {
     "unknown status": "UPDATE checkpoints SET status = 'paused' WHERE storage_key = 'k'",
     "result not json": "UPDATE checkpoints SET result = '{broken' WHERE storage_key = 'k'",
+    # SQLite keeps any type in any column: each of these once crashed claim, gc or list with a TypeError,
+    # or was returned as a record no other store could hold.
+    "text lease end": "UPDATE checkpoints SET status = 'claimed', lease_token = 't', lease_until = 'soon' "
+    "WHERE storage_key = 'k'",
+    "text attempts": "UPDATE checkpoints SET attempts = 'many' WHERE storage_key = 'k'",
+    "fractional created_at": "UPDATE checkpoints SET created_at = 1.5 WHERE storage_key = 'k'",
+    "blob key": "UPDATE checkpoints SET key = CAST('k' AS BLOB) WHERE storage_key = 'k'",
+    "blob result_ref": "UPDATE checkpoints SET result_ref = x'00ff' WHERE storage_key = 'k'",
+    "integer status": "UPDATE checkpoints SET status = 1 WHERE storage_key = 'k'",
+    "claimed without token": "UPDATE checkpoints SET status = 'claimed', lease_until = 5 WHERE storage_key = 'k'",
+    "lease end past 2**53": "UPDATE checkpoints SET status = 'claimed', lease_token = 't', "
+    "lease_until = 4611686018427387904 WHERE storage_key = 'k'",
+    "nan result": "UPDATE checkpoints SET result = 'NaN' WHERE storage_key = 'k'",
+    "infinite result": "UPDATE checkpoints SET result = '[-Infinity]' WHERE storage_key = 'k'",
 }
 
 
@@ -121,11 +144,13 @@ def test_corrupt_sqlite_rows_are_reported_and_can_be_quarantined(tmp_path: Path,
         assert str(db) in str(caught.value) and "'k'" in str(caught.value)
     with pytest.warns(CorruptRecordWarning):
         assert [r.key for r in cp.list("ns")] == ["fine"]
+    assert cp.gc() == 0
+    assert cp.abandon_owned("anyone") == 0
 
     [problem] = [p for p in cp.scan("ns") if isinstance(p, CorruptRecord)]
     cp.quarantine(problem)
     with sqlite3.connect(db) as conn:
-        kept = conn.execute("SELECT key, status, result FROM checkpoints_quarantine").fetchall()
+        kept = conn.execute("SELECT storage_key, status, result FROM checkpoints_quarantine").fetchall()
     assert [row[0] for row in kept] == ["k"]
     assert cp.claim("ns", "k").kind == "claimed"
     assert {r.key: r.status for r in cp.list("ns")} == {"fine": Status.DONE, "k": Status.CLAIMED}
@@ -158,3 +183,24 @@ def test_a_record_stored_under_another_keys_name_is_reported_and_can_be_moved_as
     cp.quarantine(problem)
     assert cp.claim("ns", "k").kind == "claimed"
     assert cp.claim("ns", "other").kind == "claimed"
+
+
+def test_a_record_of_another_namespace_is_never_returned_for_this_one(tmp_path: Path) -> None:
+    """Namespace folders differing only in case are one folder on a case-insensitive filesystem (macOS,
+    Windows), and a file may be copied between folders: the record's own namespace must match too."""
+    cp, root = _file_store(tmp_path)
+    (root / "NS").mkdir()
+    copied = root / "NS" / "fine.json"
+    copied.write_bytes((root / "ns" / "fine.json").read_bytes())
+
+    from mooncat_checkpoint import KeyConflictError
+
+    for call in (lambda: cp.claim("NS", "fine"), lambda: cp.get("NS", "fine"),
+                 lambda: cp.get_many("NS", ["fine"]), lambda: cp.claim_many("NS", ["fine"])):
+        with pytest.raises(KeyConflictError, match="namespace 'ns'") as caught:
+            call()
+        assert caught.value.stored_namespace == "ns"
+    with pytest.warns(CorruptRecordWarning, match="namespace 'ns'"):
+        assert cp.list("NS") == []
+    assert copied.read_bytes() == (root / "ns" / "fine.json").read_bytes()  # nothing overwritten
+    assert cp.claim("ns", "fine").kind == "done"

@@ -144,6 +144,12 @@ def misplaced(namespace: str, segment: str, record: Checkpoint, location: str) -
     """A record stored under a name its key does not map to (edited by hand, copied, a case-insensitive
     filesystem) can never be read through its key: listed and reported like an unreadable one, so
     `doctor --quarantine` can move it aside instead of the key failing with a conflict for ever."""
+    if record.namespace != namespace:
+        return CorruptRecord(
+            namespace, location,
+            f"holds a record of namespace {record.namespace!r} (key {record.key!r}): a copied file, or two "
+            "namespaces differing only in case that share one folder on a case-insensitive filesystem",
+        )
     if storage_segment(record.key) == segment:
         return record
     return CorruptRecord(

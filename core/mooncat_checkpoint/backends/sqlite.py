@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from ..errors import ConfigError, CorruptRecordError
 from ..machine import Change, Transition
 from ..protocol import Checkpoint, CorruptRecord, Status
-from ..serialize import loads_stored, result_json_of
+from ..serialize import loads_stored, result_json_of, row_problem
 from .base import misplaced, wall_clock_ms
 
 T = TypeVar("T")
@@ -70,9 +70,12 @@ def row_to_record(row: Sequence[Any], db: str) -> Checkpoint:
     This runs on every claim of the rerun path, so it builds nothing it does not return.
     """
     namespace, segment, key, status, owner, token, until, result, ref, error, attempts, created, updated = row
-    parsed_status = _STATUSES.get(status)
+    parsed_status = _STATUSES.get(status) if status.__class__ is str else None
     if parsed_status is None:
         raise CorruptRecordError(row_location(db, namespace, segment), f"unknown status {status!r}")
+    problem = row_problem(key, status, owner, token, until, result, ref, error, attempts, created, updated)
+    if problem is not None:
+        raise CorruptRecordError(row_location(db, namespace, segment), problem)
     value = None
     if result is not None:
         try:
