@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from . import __version__
 from .client import CheckpointClient
@@ -32,6 +32,17 @@ class CliError(Exception):
     """A usage or input problem: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error of this program, instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
 URL_HELP = "store URL (default: env MOONCAT_CHECKPOINT_URL, then the config file, then file://./.mooncat/checkpoints)"
 
 
@@ -43,12 +54,12 @@ def _add_common(parser: argparse.ArgumentParser, default: Any) -> argparse.Argum
 
 def _common() -> argparse.ArgumentParser:
     # SUPPRESS: an option given before the command is not reset by the command's own defaults.
-    return _add_common(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
+    return _add_common(_Parser(add_help=False), argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mooncat-checkpoint", description="Inspect, repair and move mooncat checkpoint stores."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -110,11 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `export | head`
         return 0
     except (CheckpointError, CliError, OSError, ValueError, sqlite3.Error) as exc:
-        print(f"mooncat-checkpoint: error: {exc}", file=sys.stderr)
+        print(f"mooncat-checkpoint: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("mooncat-checkpoint: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a defect of ours still gets one line, with the type to report it by
+        print(f"mooncat-checkpoint: error: unexpected {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -271,8 +285,16 @@ def cmd_export(client: CheckpointClient, args: argparse.Namespace) -> int:
     return EXIT_ERROR if problems else 0
 
 
+def _utf8(stream: IO[str]) -> None:
+    """Exports are UTF-8 whatever the locale says, so a pipe between two stores never changes a key."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None and (stream.encoding or "").lower().replace("-", "") != "utf8":
+        reconfigure(encoding="utf-8")
+
+
 class _stdout:
     def __enter__(self) -> IO[str]:
+        _utf8(sys.stdout)
         return sys.stdout
 
     def __exit__(self, *exc: object) -> None:
@@ -288,6 +310,8 @@ def _read_records(source: IO[str], only: str | None, target: str = "") -> Iterat
             data = json.loads(line)
         except ValueError as exc:
             raise CliError(f"line {number}: not JSON ({exc})") from None
+        except RecursionError:
+            raise CliError(f"line {number}: nested too deeply to read") from None
         try:
             record = record_from_dict(data, f"line {number}")
             if only is None or record.namespace == only:
@@ -306,13 +330,19 @@ def _read_records(source: IO[str], only: str | None, target: str = "") -> Iterat
 
 
 def cmd_import(client: CheckpointClient, args: argparse.Namespace) -> int:
+    if args.namespace is not None:
+        check_namespace(args.namespace)
     # Validate every line before writing any: a bad line must not leave half an import behind.
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-        if args.input:
-            with open(args.input, encoding="utf-8") as source:
-                total = _validate_into(source, spool, args.namespace, client.location.scheme)
-        else:
-            total = _validate_into(sys.stdin, spool, args.namespace, client.location.scheme)
+        try:
+            if args.input:
+                with open(args.input, encoding="utf-8") as source:
+                    total = _validate_into(source, spool, args.namespace, client.location.scheme)
+            else:
+                _utf8(sys.stdin)
+                total = _validate_into(sys.stdin, spool, args.namespace, client.location.scheme)
+        except UnicodeDecodeError as exc:
+            raise CliError(f"the input is not UTF-8 text ({exc})") from None
         spool.seek(0)
         progress = _Progress(_wants_progress(args), "imported")
         added = kept = 0

@@ -208,3 +208,81 @@ def test_messages_name_the_status_the_scheme_and_where_a_bad_url_came_from(tmp_p
     for bad in ("", "memory://"):
         made = cli("init", "--url", bad, cwd=tmp_path)
         assert made.returncode == 2 and not (tmp_path / "mooncat-checkpoint.config.json").exists(), made.stderr
+
+
+# Every command misused: a usage error, a bad value, a store that cannot be one. Each must be one line on
+# stderr and exit status 2, never a usage block or a traceback. "{store}" is an existing file store,
+# "{file}" an ordinary file, "{jsonl}" a valid export, "{dir}" the folder holding them.
+MISUSE = [
+    [], ["bogus"], ["--url"],
+    ["init", "--url", ""], ["init", "--url", "ftp://x"], ["init", "--url", "memory://"], ["init", "extra"],
+    ["url", "extra"], ["url", "--url", "file://~/x"],
+    ["list"], ["list", "ns", "--status", "nope"], ["list", "bad ns", "--url", "{store}"],
+    ["list", "ns", "--url", "file://{file}"], ["list", "ns", "--url", "sqlite://{file}"],
+    ["get"], ["get", "ns"], ["get", "ns", "k", "extra"], ["get", "ns\n", "k", "--url", "{store}"],
+    ["reset", "ns"], ["reset", "bad ns", "k", "--url", "{store}"],
+    ["gc", "--older-than", "abc"], ["gc", "--older-than", "-5", "--url", "{store}"],
+    ["gc", "--older-than", "1.5"], ["gc", "extra"],
+    ["stats", "bad ns", "--url", "{store}"], ["stats", "a", "b"],
+    ["export", "bad ns", "--url", "{store}"], ["export", "-o", "{dir}", "--url", "{store}"],
+    ["import", "-i", "{dir}/missing.jsonl", "--url", "{store}"], ["import", "-i", "{dir}", "--url", "{store}"],
+    ["import", "--namespace", "bad ns", "-i", "{jsonl}", "--url", "{store}"],
+    ["import", "-i", "{file}", "--url", "file://{file}"],
+    ["doctor", "bad ns", "--url", "{store}"], ["doctor", "--quarantine", "extra", "more"],
+    ["bench", "--n", "abc"], ["bench", "--n", "-1", "--url", "memory://"],
+]
+
+
+@pytest.mark.parametrize("args", MISUSE, ids=lambda args: " ".join(args) or "(none)")
+def test_every_misuse_is_one_line_and_exit_2(tmp_path: Path, args: list[str]) -> None:
+    store = tmp_path / "store"
+    finish(f"file://{store}", "ns", "k", 1)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not a store\n")
+    export = tmp_path / "export.jsonl"
+    export.write_text(_export_line() + "\n")
+    places = {"{store}": f"file://{store}", "{file}": str(plain), "{jsonl}": str(export), "{dir}": str(tmp_path)}
+    filled = []
+    for arg in args:
+        for mark, place in places.items():
+            arg = arg.replace(mark, place)
+        filled.append(arg)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    run = cli(*filled, cwd=tmp_path)
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert run.stderr.count("\n") == 1 and "error: " in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created beside the store
+    assert plain.read_text() == "not a store\n"
+
+
+def _export_line(**fields: object) -> str:
+    record = {"namespace": "ns", "key": "new", "status": "done", "ownerRunId": None, "leaseToken": None,
+              "leaseUntil": None, "result": 1, "resultRef": None, "attempts": 1, "createdAt": 1, "updatedAt": 1}
+    record.update(fields)
+    return json.dumps(record)
+
+
+BAD_IMPORT_INPUT = {
+    # Each of these once ended in a traceback, or wrote a record no store or JavaScript reader keeps.
+    "nested too deep to parse": b"[" * 100_000 + b"]" * 100_000 + b"\n",
+    "not UTF-8": b"\xff\xfe{}\n",
+    "lease end past 2**53": _export_line(status="claimed", leaseToken="t" * 32, leaseUntil=10**23).encode(),
+    "fractional attempts": _export_line(attempts=1.5).encode(),
+    "NaN attempts": _export_line().replace('"attempts": 1', '"attempts": NaN').encode(),
+    "claimed without token": _export_line(status="claimed").encode(),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_IMPORT_INPUT))
+@pytest.mark.parametrize("scheme", ["file", "sqlite"])
+def test_malformed_import_lines_are_one_line_errors_and_write_nothing(tmp_path: Path, name: str, scheme: str) -> None:
+    url = f"file://{tmp_path}/store" if scheme == "file" else f"sqlite://{tmp_path}/store.db"
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(_export_line(key="first").encode() + b"\n" + BAD_IMPORT_INPUT[name])
+    run = cli("import", "-i", str(source), "--url", url, cwd=tmp_path)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "UTF-8" in run.stderr if name == "not UTF-8" else "line 2" in run.stderr
+    with CheckpointClient(url) as cp:
+        assert cp.list("ns") == []  # the good first line was not imported either

@@ -158,3 +158,24 @@ def test_shareable_url_names_the_config_store_from_any_folder(tmp_path: Path, mo
     client.done("ns", "k", claimed.lease_token, result=1)
     monkeypatch.chdir(tmp_path.parent)
     assert CheckpointClient(client.shareable_url).get("ns", "k").result == 1
+
+
+def test_a_file_store_whose_folder_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    for url in (f"file://{plain}", f"file://{plain}/below"):
+        with pytest.raises(ConfigError, match=r"cannot use .*plain\.txt.* as a file store"):
+            CheckpointClient(url).claim("ns", "k")
+    assert plain.read_text() == "x"
+
+
+def test_a_file_where_a_namespace_folder_belongs_is_a_clear_error(tmp_path: Path) -> None:
+    with CheckpointClient(f"file://{tmp_path / 'store'}") as cp:
+        cp.claim("other", "k")
+        (tmp_path / "store" / "ns").write_text("x")
+        for call in (lambda: cp.claim("ns", "k"), lambda: cp.get("ns", "k"), lambda: cp.list("ns"),
+                     lambda: cp.claim_many("ns", ["k"])):
+            with pytest.raises(ConfigError, match=r"is a file, .* namespace 'ns'"):
+                call()
+        assert cp.namespaces() == ["other"]
+    assert (tmp_path / "store" / "ns").read_text() == "x"

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import CorruptRecordError
+from ..errors import ConfigError, CorruptRecordError
 from ..keys import MAX_FOLDER_NAMESPACE_LENGTH, check_folder_namespace, check_namespace
 from ..machine import Transition
 from ..protocol import Checkpoint, CorruptRecord, Status
@@ -57,7 +57,10 @@ class _NamespaceLock:
         with self._guard:
             if self._pid != os.getpid():  # a forked child must not share the parent's thread locks
                 self._stripes = [threading.Lock() for _ in range(STRIPES)]
-                self._directory.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._directory.mkdir(parents=True, exist_ok=True)
+                except FileExistsError:
+                    raise FileBackend._not_a_folder(self._directory) from None
                 self._fd = os.open(self._directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
                 self._pid = os.getpid()
             return self._fd
@@ -123,7 +126,12 @@ class FileBackend:
     def __init__(self, root: str | os.PathLike[str], durability: str = "full") -> None:
         self.root = Path(root)
         self.sync_writes = durability == "full"
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise ConfigError(f"cannot use {self.root} as a file store: it is a file, not a folder") from None
+        except OSError as exc:  # a file on the way, no permission, a read-only filesystem: say which folder
+            raise ConfigError(f"cannot use {self.root} as a file store: {exc.strerror or exc}") from None
         self._root = str(self.root)
         self._locks: dict[str, _NamespaceLock] = {}
         self._locks_guard = threading.Lock()
@@ -149,8 +157,18 @@ class FileBackend:
     # ---- reads ----
 
     def _read_path(self, path: str) -> Checkpoint | None:
-        data = _read_file(path)
+        try:
+            data = _read_file(path)
+        except NotADirectoryError:
+            raise self._not_a_folder(os.path.dirname(path)) from None
         return None if data is None else record_from_text(data, path)
+
+    @staticmethod
+    def _not_a_folder(directory: str | Path) -> ConfigError:
+        return ConfigError(
+            f"{directory} is a file, but the file store keeps the namespace {os.path.basename(directory)!r} "
+            "in a folder of that name; move the file away"
+        )
 
     def read(self, namespace: str, segment: str) -> Checkpoint | None:
         return self._read_path(self._path(namespace, segment))
@@ -217,6 +235,8 @@ class FileBackend:
             entries = os.scandir(directory)
         except FileNotFoundError:
             return
+        except NotADirectoryError:
+            raise self._not_a_folder(directory) from None
         with entries:
             for entry in entries:
                 if not entry.name.endswith(RECORD_SUFFIX):
