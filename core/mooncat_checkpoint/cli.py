@@ -46,13 +46,13 @@ def _one_line(text: object) -> str:
 URL_HELP = "store URL (default: env MOONCAT_CHECKPOINT_URL, then the config file, then file://./.mooncat/checkpoints)"
 
 
-def _add_common(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
+def _add_common(parser: _Parser, default: Any) -> _Parser:
     parser.add_argument("--url", default=default, help=URL_HELP)
     parser.add_argument("--json", action="store_true", default=default, help="machine-readable output")
     return parser
 
 
-def _common() -> argparse.ArgumentParser:
+def _common() -> _Parser:
     # SUPPRESS: an option given before the command is not reset by the command's own defaults.
     return _add_common(_Parser(add_help=False), argparse.SUPPRESS)
 
@@ -288,7 +288,7 @@ def cmd_export(client: CheckpointClient, args: argparse.Namespace) -> int:
 def _utf8(stream: IO[str]) -> None:
     """Exports are UTF-8 whatever the locale says, so a pipe between two stores never changes a key."""
     reconfigure = getattr(stream, "reconfigure", None)
-    if reconfigure is not None and (stream.encoding or "").lower().replace("-", "") != "utf8":
+    if reconfigure is not None and (getattr(stream, "encoding", "") or "").lower().replace("-", "") != "utf8":
         reconfigure(encoding="utf-8")
 
 
