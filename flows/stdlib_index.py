@@ -27,6 +27,7 @@ import ast
 import hashlib
 import os
 import signal
+import subprocess
 import sys
 import sysconfig
 import threading
@@ -169,8 +170,28 @@ def _on_ctrl_c(signum: int, frame: Any) -> None:
 def _exit_after_grace() -> None:
     time.sleep(EXIT_GRACE_S)
     _tell_interrupted()
+    _stop_temporary_servers()
     sys.stdout.flush()
     os._exit(130)
+
+
+def _stop_temporary_servers() -> None:
+    """`os._exit` skips Prefect's exit hook that stops its ephemeral server; a server still draining after
+    the same Ctrl-C would outlive the run and keep its port and the terminal's output, so stop it here."""
+    try:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        servers = [server.server_process for server in SubprocessASGIServer._instances.values()]
+    except (ImportError, AttributeError):  # another Prefect layout: nothing of ours to stop
+        return
+    for process in servers:
+        if process is None or process.poll() is not None:
+            continue
+        process.terminate()
+        try:
+            process.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def main(argv: list[str] | None = None) -> int:
