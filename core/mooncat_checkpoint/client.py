@@ -17,7 +17,7 @@ from .errors import ConfigError, InvalidArgumentError, KeyConflictError
 from .keys import KeySpec, check_key, check_namespace, storage_segment
 from .machine import Transition
 from .protocol import DEFAULT_EXTEND_MS, DEFAULT_LEASE_MS, Checkpoint, ClaimResult, CorruptRecord, Status
-from .serialize import check_optional_str, encode_result
+from .serialize import check_optional_str, encode_result, loads_stored
 
 if TYPE_CHECKING:
     from .step import AsyncStep, Step
@@ -122,7 +122,10 @@ class ClientCore:
         token = _token(lease_token)
         check_optional_str(result_ref, "result_ref")
         result_json = encode_result(result)
-        transition = machine.done(ns, key, token, result, result_json, result_ref)
+        # The record holds the result as stored and read back (a tuple comes back a list), never the caller's
+        # object: changing that object afterwards must not change the returned record, as on every store.
+        stored = None if result_json is None else loads_stored(result_json)
+        transition = machine.done(ns, key, token, stored, result_json, result_ref)
         return Plan(ns, segment, machine.for_key(ns, key, transition), durable=True)
 
     def fail(self, namespace: str, key: str, error: str, lease_token: str) -> Plan:

@@ -167,3 +167,23 @@ def test_a_stored_record_nested_too_deep_to_parse_is_reported_as_corrupt(tmp_pat
     )
     with CheckpointClient(f"file://{tmp_path / 'store'}") as cp, pytest.raises(CorruptRecordError, match="deeply"):
         cp.get("ns", "k")
+
+
+def test_done_returns_the_result_as_stored_not_the_callers_object(client: CheckpointClient) -> None:
+    """The returned record equals what `get` reads back, and later changes to the caller's object reach
+    neither it nor the store."""
+    import enum
+
+    class Level(int, enum.Enum):
+        HIGH = 3
+
+    given: dict[str, Any] = {"pair": (1, 2), "level": Level.HIGH, "items": [1]}
+    held = client.claim("ns", "k")
+    assert held.lease_token is not None
+    record = client.done("ns", "k", held.lease_token, result=given)
+    given["items"].append(2)
+    given["extra"] = True
+    stored = client.get("ns", "k")
+    assert stored is not None
+    assert record.result == stored.result == {"pair": [1, 2], "level": 3, "items": [1]}
+    assert type(record.result["level"]) is int and type(record.result["pair"]) is list
