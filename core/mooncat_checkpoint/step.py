@@ -29,13 +29,19 @@ _FIRST_POLL_S = 0.05
 _MAX_POLL_S = 2.0
 
 
-def _check_options(on_busy: str, on_error: str, wait_timeout: float | None, lease_ms: int | None) -> int:
+def _check_options(
+    on_busy: str, on_error: str, wait_timeout: float | None, lease_ms: int | None, heartbeat: bool
+) -> int:
     if on_busy not in ("wait", "raise"):
         raise InvalidArgumentError(f"on_busy must be 'wait' or 'raise', got {on_busy!r}")
     if on_error not in ("abandon", "fail"):
         raise InvalidArgumentError(f"on_error must be 'abandon' or 'fail', got {on_error!r}")
-    if wait_timeout is not None and (isinstance(wait_timeout, bool) or not wait_timeout >= 0):
-        raise InvalidArgumentError(f"wait_timeout must be None or a number >= 0, got {wait_timeout!r}")
+    if wait_timeout is not None and (
+        isinstance(wait_timeout, bool) or not isinstance(wait_timeout, (int, float)) or not wait_timeout >= 0
+    ):
+        raise InvalidArgumentError(f"wait_timeout must be None or a number of seconds >= 0, got {wait_timeout!r}")
+    if not isinstance(heartbeat, bool):  # a string such as "no" would be true and silently keep beating
+        raise InvalidArgumentError(f"heartbeat must be True or False, got {heartbeat!r}")
     if lease_ms is None:
         return DEFAULT_LEASE_MS
     if isinstance(lease_ms, bool) or not isinstance(lease_ms, int) or lease_ms <= 0 or lease_ms > 2**53:
@@ -81,7 +87,7 @@ class _StepState:
         self.namespace = ns
         self.key = key
         self.owner_run_id = owner_run_id
-        self.lease_ms = _check_options(on_busy, on_error, wait_timeout, lease_ms)
+        self.lease_ms = _check_options(on_busy, on_error, wait_timeout, lease_ms, heartbeat)
         self.on_busy = on_busy
         self.wait_timeout = wait_timeout
         self.on_error = on_error

@@ -255,3 +255,15 @@ def test_async_client_lists_namespaces_and_streams_records(tmp_path: Path) -> No
             assert [r.key async for r in cp.scan("beta", "claimed")] == []  # type: ignore[union-attr]
 
     run(body)
+
+
+@pytest.mark.parametrize("options", [{"wait_timeout": "5"}, {"heartbeat": "no"}, {"on_busy": "never"}, {"lease_ms": 0}])
+def test_async_step_options_are_checked_before_any_claim(store_url: str, options: dict[str, Any]) -> None:
+    async def scenario() -> None:
+        async with AsyncCheckpointClient(store_url) as cp:
+            with pytest.raises(InvalidArgumentError):
+                async with cp.step("ns", "k", **options):
+                    raise AssertionError("must not run")
+            assert await cp.get("ns", "k") is None
+
+    asyncio.run(scenario())

@@ -172,11 +172,16 @@ def test_busy_can_raise_at_once_or_after_a_bounded_wait(client: CheckpointClient
 
 @pytest.mark.parametrize(
     "options",
-    [{"on_busy": "never"}, {"on_error": "ignore"}, {"wait_timeout": -1}, {"lease_ms": 0}, {"wait_timeout": True}],
+    [{"on_busy": "never"}, {"on_error": "ignore"}, {"wait_timeout": -1}, {"lease_ms": 0}, {"wait_timeout": True},
+     {"wait_timeout": "5"}, {"wait_timeout": float("nan")}, {"lease_ms": 1.5}, {"lease_ms": True},
+     {"heartbeat": "no"}, {"heartbeat": 0}],
 )
 def test_step_options_are_checked(client: CheckpointClient, options: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgumentError):
         client.step("ns", "k", **options)
+    with pytest.raises(InvalidArgumentError):
+        client.checkpointed("ns", "k", **options)(lambda: None)()
+    assert client.get("ns", "k") is None  # refused before any claim
 
 
 def test_the_decorator_runs_each_key_once(client: CheckpointClient) -> None:
