@@ -11,8 +11,10 @@ Three cases, each a one-task DAG run with ``dag.test()``:
 - ``checkpointed, first run``: the same under ``@task.mooncat`` with a new key each run
   (claim, heartbeat start, done);
 - ``checkpointed, skip run``: a key that is already done (one read, stored result returned);
-- the same two with ``link=False``: no "Checkpoint" link, which Airflow stores as one more XCom;
-- a first run with ``link=False`` on a connection whose extra sets ``"durability": "fast"``.
+- a first run on a connection whose extra sets ``"durability": "fast"``.
+
+The "Checkpoint" link of ``@task.mooncat`` is built by the API server from the rendered fields Airflow
+stores anyway, so no case needs to leave it out.
 
 For each it reports medians of three spans, and their difference to ``plain``: the operator's
 ``execute()`` (where the checkpoint work happens), the task instance's recorded duration (adds Airflow's
@@ -61,20 +63,9 @@ DAG_FILE = textwrap.dedent(
         noop()
 
 
-    @dag(dag_id="bench_checkpointed_nolink", schedule=None, start_date=START, catchup=False)
-    def bench_checkpointed_nolink():
-        @task.mooncat(namespace="bench", key="nolink/{{ dag_run.conf['n'] }}", link=False)
-        def noop():
-            return 1
-
-        noop()
-
-
     @dag(dag_id="bench_checkpointed_fast", schedule=None, start_date=START, catchup=False)
     def bench_checkpointed_fast():
-        @task.mooncat(
-            namespace="bench", key="fast/{{ dag_run.conf['n'] }}", link=False, mooncat_conn_id="mooncat_fast"
-        )
+        @task.mooncat(namespace="bench", key="fast/{{ dag_run.conf['n'] }}", mooncat_conn_id="mooncat_fast")
         def noop():
             return 1
 
@@ -83,7 +74,6 @@ DAG_FILE = textwrap.dedent(
 
     plain = bench_plain()
     checkpointed = bench_checkpointed()
-    nolink = bench_checkpointed_nolink()
     fast = bench_checkpointed_fast()
     '''
 )
@@ -171,25 +161,19 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(2):
             _run(bench_dags.plain, {})
         _run(bench_dags.checkpointed, {"n": "warm-up"})
-
-        _run(bench_dags.nolink, {"n": "warm-up"})
         _run(bench_dags.fast, {"n": "warm-up"})
 
         samples: dict[str, list[tuple[float, float, float]]] = {
             "plain": [],
             "first": [],
             "skip": [],
-            "first_nolink": [],
             "first_fast": [],
-            "skip_nolink": [],
         }
         for i in range(args.runs):
             # Interleaved, so drift (caches, disk) hits every case alike.
             samples["plain"].append(_run(bench_dags.plain, {}))
             samples["first"].append(_run(bench_dags.checkpointed, {"n": f"run-{i}"}))
             samples["skip"].append(_run(bench_dags.checkpointed, {"n": "warm-up"}))
-            samples["first_nolink"].append(_run(bench_dags.nolink, {"n": f"run-{i}"}))
-            samples["skip_nolink"].append(_run(bench_dags.nolink, {"n": "warm-up"}))
             samples["first_fast"].append(_run(bench_dags.fast, {"n": f"run-{i}"}))
     finally:
         shutil.rmtree(home, ignore_errors=True)
@@ -198,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "plain": "plain @task",
         "first": "checkpointed, first run",
         "skip": "checkpointed, skip run",
-        "first_nolink": "  link=False, first run",
-        "skip_nolink": "  link=False, skip run",
-        "first_fast": "  + durability=fast, first",
+        "first_fast": "  durability=fast, first",
     }
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"no-op task under dag.test(), {args.runs} runs per case, {os.cpu_count()} CPUs, load average {load}")

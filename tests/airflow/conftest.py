@@ -58,6 +58,10 @@ os.environ.update(
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         # The store every test DAG uses unless it names another connection.
         "AIRFLOW_CONN_MOONCAT_DEFAULT": json.dumps({"conn_type": "mooncat", "extra": {"url": STORE_URL}}),
+        # The same store with a default namespace, for tasks that name none.
+        "AIRFLOW_CONN_MOONCAT_WITH_NAMESPACE": json.dumps(
+            {"conn_type": "mooncat", "extra": {"url": STORE_URL, "namespace": "default-ns"}}
+        ),
     }
 )
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")

@@ -249,3 +249,70 @@ def test_wrapped_operator_that_defers_itself_is_recorded_once_it_resumes(
     assert str(second.state) == "success"
     assert xcom(second, "job") == {"job": "finished"}
     assert calls(marker) == ["submitted", "collected"]
+
+
+def test_busy_key_in_poke_mode_waits_in_the_worker_for_the_stored_result(
+    namespace: str, marker: Path, client: Any
+) -> None:
+    held = client.claim(namespace, "busy/one", owner_run_id="elsewhere", lease_ms=120_000)
+
+    def finish_later() -> None:
+        time.sleep(1.5)
+        client.done(namespace, "busy/one", held.lease_token, {"label": "elsewhere", "value": 8})
+
+    finisher = threading.Thread(target=finish_later)
+    finisher.start()
+    try:
+        run = run_dag(mc_basic.mc_poke, conf(namespace, marker))
+    finally:
+        finisher.join()
+    assert str(run.state) == "success"
+    assert xcom(run, "work") == {"label": "elsewhere", "value": 8}
+    assert calls(marker) == []
+
+
+def test_poke_wait_that_times_out_fails_and_leaves_the_live_lease_alone(
+    namespace: str, marker: Path, client: Any
+) -> None:
+    held = client.claim(namespace, "busy/one", owner_run_id="elsewhere", lease_ms=120_000)
+    run = run_dag(mc_basic.mc_poke_timeout, conf(namespace, marker))
+    assert ti_states(run)[("work", -1)] == "failed"
+    assert calls(marker) == []
+    record = client.get(namespace, "busy/one")
+    assert record.status == "claimed" and record.owner_run_id == "elsewhere"
+    assert record.lease_token == held.lease_token
+
+
+def test_airflow_fail_exception_records_failed_although_retries_are_left(
+    namespace: str, marker: Path, client: Any
+) -> None:
+    run = run_dag(mc_basic.mc_fail_fast, conf(namespace, marker))
+    assert ti_states(run)[("work", -1)] == "failed"
+    assert calls(marker) == ["fail-fast"]  # no retry ran
+    record = client.get(namespace, "fail/fast")
+    assert record.status == "failed"
+    assert "no point in retrying" in record.error
+    assert record.owner_run_id.endswith("/work/-1/1")
+
+
+def test_on_error_release_leaves_the_key_free_after_the_last_try(namespace: str, marker: Path, client: Any) -> None:
+    first = run_dag(mc_basic.mc_release, conf(namespace, marker))
+    assert ti_states(first)[("work", -1)] == "failed"
+    assert client.get(namespace, "fail/released") is None
+    # Nothing terminal was recorded, so the next run tries the work again.
+    run_dag(mc_basic.mc_release, conf(namespace, marker))
+    assert calls(marker) == ["release", "release"]
+
+
+def test_rendered_fields_hold_the_resolved_namespace_and_key(namespace: str, marker: Path) -> None:
+    """The UI's rendered-template view (and the link) see the key the task claimed, not the template."""
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.taskinstancekey import TaskInstanceKey
+
+    run = run_dag(mc_basic.mc_env_conn_default_ns, conf(namespace, marker))
+    assert str(run.state) == "success"
+    fields = RenderedTaskInstanceFields.get_templated_fields(
+        TaskInstanceKey(dag_id="mc_env_conn_default_ns", task_id="work", run_id=run.run_id, map_index=-1)
+    )
+    assert fields["checkpoint_key"] == f"label/{namespace}"
+    assert fields["checkpoint_namespace"] == "default-ns"

@@ -108,12 +108,80 @@ def test_cookie_session_reset_needs_a_same_origin_request(api: Any, seeded: str,
         api.cookies.clear()
 
 
-def test_task_instance_links_to_its_checkpoint(namespace: str, marker: Path) -> None:
-    run = run_dag(mc_basic.mc_basic, {"ns": namespace, "marker": str(marker)})
-    link = xcom(run, "work", key="_link_CheckpointLink")
+def _links(api: Any, run: Any, task_id: str, map_index: int = -1) -> dict[str, Any]:
+    """The task instance's extra links as the UI asks for them."""
+    headers = {"Authorization": f"Bearer {_token(api, 'viewer')}"}
+    response = api.get(
+        f"/api/v2/dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/{task_id}/links",
+        params={"map_index": map_index},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json()["extra_links"])
+
+
+def _target_of(link: str) -> dict[str, list[str]]:
     parts = urlsplit(link)
     assert parts.path == "/mooncat/"
-    assert parse_qs(parts.query) == {"namespace": [namespace], "key": ["basic/one"]}
+    return parse_qs(parts.query)
+
+
+def test_task_instance_links_to_its_checkpoint_without_storing_anything(api: Any, namespace: str, marker: Path) -> None:
+    run = run_dag(mc_basic.mc_basic, {"ns": namespace, "marker": str(marker)})
+    links = _links(api, run, "work")
+    assert _target_of(links["Checkpoint"]) == {"namespace": [namespace], "key": ["basic/one"]}
+    # Built in the API server from the rendered fields: the task wrote no XCom for it.
+    with pytest.raises(LookupError):
+        xcom(run, "work", key="_link_CheckpointLink")
+
+
+def test_mapped_task_instances_link_to_their_own_keys(api: Any, namespace: str, marker: Path) -> None:
+    import mc_taskflow
+
+    run = run_dag(mc_taskflow.mc_mapped(), {"ns": namespace, "marker": str(marker), "names": ["ada", "bob"]})
+    assert str(run.state) == "success"
+    for index, name in enumerate(["ada", "bob"]):
+        link = _links(api, run, "shout", index)["Checkpoint"]
+        assert _target_of(link) == {"namespace": [namespace], "key": [f"item/{name}"]}
+
+
+def test_sensor_links_to_the_key_it_waited_for(api: Any, namespace: str, client: Any) -> None:
+    import mc_sensor
+
+    claim = client.claim(namespace, "ready", owner_run_id="writer")
+    client.done(namespace, "ready", claim.lease_token, 1)
+    run = run_dag(mc_sensor.mc_sensor, {"ns": namespace, "key": "ready"})
+    assert _target_of(_links(api, run, "wait")["Checkpoint"]) == {"namespace": [namespace], "key": ["ready"]}
+
+
+def test_wrapped_operator_links_to_its_checkpoint(api: Any, namespace: str, marker: Path) -> None:
+    import mc_wrapped
+
+    run = run_dag(mc_wrapped.mc_wrapped_deferring, {"ns": namespace, "marker": str(marker)})
+    assert str(run.state) == "success"
+    assert _target_of(_links(api, run, "job")["Checkpoint"]) == {"namespace": [namespace], "key": ["job/2024-01-02"]}
+
+
+def test_other_operators_get_no_checkpoint_link(api: Any) -> None:
+    import wait_for_ts_export
+
+    # Only the provider's operators carry the link; a plain @task downstream of the sensor does not.
+    dag = wait_for_ts_export.wait_for_ts_export()
+    assert "Checkpoint" not in [link.name for link in dag.get_task("publish").operator_extra_links]
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    serialized = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    assert "Checkpoint" in serialized.get_task("wait_for_export").extra_links
+    assert "Checkpoint" not in serialized.get_task("publish").extra_links
+
+
+def test_viewer_may_look_but_not_reset(api: Any, seeded: str, client: Any) -> None:
+    headers = {"Authorization": f"Bearer {_token(api, 'viewer')}"}
+    response = api.post(
+        "/mooncat/reset", data={"namespace": seeded, "key": "alpha"}, headers=headers, follow_redirects=False
+    )
+    assert response.status_code == 403
+    assert client.get(seeded, "alpha") is not None
 
 
 def test_plugin_registers_the_app_and_a_menu_entry() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow.sdk import BaseOperatorLink
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
 from mooncat_airflow.operators.checkpoint import CheckpointOperator
@@ -19,6 +20,8 @@ class _CheckpointDecoratedOperator(DecoratedOperator, CheckpointOperator):
     template_fields: Sequence[str] = CheckpointOperator.template_fields
     template_fields_renderers: ClassVar[dict[str, str]] = {"op_args": "py", "op_kwargs": "py"}
     custom_operator_name = "@task.mooncat"
+    # The plugin supplies the "Checkpoint" link from the rendered fields (see CheckpointLink).
+    operator_extra_links: Collection[BaseOperatorLink] = ()
 
     def __init__(
         self,

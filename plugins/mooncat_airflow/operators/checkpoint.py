@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, TypeVar, cast, get_args
 
 from airflow.providers.standard.operators.python import PythonOperator
@@ -30,6 +30,7 @@ from mooncat_airflow.triggers.checkpoint import (
 from mooncat_airflow.utils.context import is_last_try, key_uses_map_index, map_index_of, owner_run_id
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
     from mooncat_checkpoint import Checkpoint, Step
 
@@ -83,7 +84,9 @@ class CheckpointMixin:
 
     The mixin's arguments all start with ``checkpoint_`` (plus ``mooncat_conn_id``) so that they never
     collide with the wrapped operator's own arguments; :class:`CheckpointOperator` documents each one
-    under its short name. ``checkpoint_link=False`` leaves out the "Checkpoint" task-instance link.
+    under its short name. The "Checkpoint" task-instance link of a class made this way is stored as one
+    more XCom per try (the API server cannot import such classes to build it itself);
+    ``checkpoint_link=False`` leaves it out.
     """
 
     checkpoint_template_fields: ClassVar[tuple[str, ...]] = ("checkpoint_namespace", "checkpoint_key")
@@ -202,10 +205,33 @@ class CheckpointMixin:
         return self._checkpoint_hook
 
     def _checkpoint_resolve_target(self, context: Context) -> tuple[str, str]:
-        namespace = self.checkpoint_hook.resolve_namespace(self.checkpoint_namespace)
-        key = self.resolve_checkpoint_key(context)
-        self.checkpoint_target = (namespace, key)
-        return namespace, key
+        # Resolved once per try: the key template is overwritten by its result (see below), and a
+        # "{name}" template must not be formatted a second time.
+        if self.checkpoint_target is None:
+            namespace = self.checkpoint_hook.resolve_namespace(self.checkpoint_namespace)
+            key = self.resolve_checkpoint_key(context)
+            self.checkpoint_target = (namespace, key)
+        return self.checkpoint_target
+
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        super()._do_render_template_fields(  # type: ignore[misc]
+            parent, template_fields, context, jinja_env, seen_oids
+        )
+        if parent is not self:  # a nested templated object, not this operator
+            return
+        # Resolve the target while rendering, and store it in the templated fields: Airflow records the
+        # rendered fields of every task instance anyway, so the UI shows the real namespace and key and
+        # the "Checkpoint" link is built from them without one more write per task.
+        namespace, key = self._checkpoint_resolve_target(context)
+        self.checkpoint_namespace = namespace
+        self.checkpoint_key = key
 
     # -- execution -----------------------------------------------------------------------------------
 
@@ -439,10 +465,14 @@ class CheckpointOperator(CheckpointMixin, PythonOperator):
     :param on_error: on the last try: ``"fail"`` records failed, ``"release"`` lets a later run retry.
     :param on_failed_record: ``"raise"`` (explain how to reset) or ``"reset"`` and run again.
     :param lease_ms: lease length; renewed in the background while the callable runs.
-    :param link: show a "Checkpoint" link on the task instance (costs one XCom write per try).
+
+    The task instance's "Checkpoint" link comes from the provider's plugin, which builds it in the API
+    server from the rendered ``namespace`` and ``key``, so it costs the task nothing.
     """
 
     template_fields: Sequence[str] = (*PythonOperator.template_fields, *CheckpointMixin.checkpoint_template_fields)
+    # Declared links are written as XComs at the end of every try; the plugin supplies this one instead.
+    operator_extra_links: Collection[BaseOperatorLink] = ()
     ui_color = "#e8e3f7"
 
     def __init__(
@@ -463,7 +493,6 @@ class CheckpointOperator(CheckpointMixin, PythonOperator):
         on_error: OnError = "fail",
         on_failed_record: OnFailedRecord = "raise",
         lease_ms: int | None = None,
-        link: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -482,7 +511,6 @@ class CheckpointOperator(CheckpointMixin, PythonOperator):
             checkpoint_on_error=on_error,
             checkpoint_on_failed_record=on_failed_record,
             checkpoint_lease_ms=lease_ms,
-            checkpoint_link=link,
             **kwargs,
         )
 

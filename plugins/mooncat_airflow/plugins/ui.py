@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk.plugins_manager import AirflowPlugin
 
-from mooncat_airflow.links.checkpoint import UI_URL_PREFIX
+from mooncat_airflow.links.checkpoint import UI_URL_PREFIX, CheckpointLink
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -46,12 +46,18 @@ checkpoints_app = _LazyASGIApp(_build_app)
 
 
 class MooncatCheckpointPlugin(AirflowPlugin):
-    """Registers the checkpoints page and its menu entry (operators carry their own link)."""
+    """
+    Registers the checkpoints page, its menu entry, and the "Checkpoint" link of the provider's operators.
+
+    The API server builds that link from the rendered template fields it already stores, so the
+    operators need not declare it (which would cost one XCom write per task instance).
+    """
 
     name = "mooncat_checkpoint"
     fastapi_apps = [  # noqa: RUF012  (AirflowPlugin declares these as class-level lists)
         {"app": checkpoints_app, "url_prefix": UI_URL_PREFIX, "name": "Mooncat Checkpoints"},
     ]
+    operator_extra_links = [CheckpointLink()]  # noqa: RUF012
     external_views = [  # noqa: RUF012
         {
             "name": "Checkpoints",

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import BaseOperatorLink, BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mooncat_airflow.hooks.checkpoint import CheckpointHook
-from mooncat_airflow.links.checkpoint import CheckpointLink
 from mooncat_airflow.operators.checkpoint import failed_record_message
 from mooncat_airflow.triggers.checkpoint import STATUS_DONE, STATUS_FAILED, CheckpointTrigger
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
 
 
@@ -32,7 +32,9 @@ class CheckpointSensor(BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("namespace", "key")
-    operator_extra_links = (CheckpointLink(),)
+    # The plugin supplies the "Checkpoint" link from the rendered fields (see CheckpointLink); a link
+    # declared here would be written as one more XCom at the end of every try.
+    operator_extra_links: Collection[BaseOperatorLink] = ()
     ui_color = "#e8e3f7"
 
     def __init__(
@@ -52,9 +54,25 @@ class CheckpointSensor(BaseSensorOperator):
         self.checkpoint_target: tuple[str, str] | None = None
 
     def _target(self, hook: CheckpointHook) -> tuple[str, str]:
-        namespace = hook.resolve_namespace(self.namespace)
-        self.checkpoint_target = (namespace, self.key)
-        return namespace, self.key
+        if self.checkpoint_target is None:
+            if not isinstance(self.key, str) or not self.key:
+                raise ValueError(f"checkpoint key rendered to {self.key!r}; it must be a non-empty string")
+            self.checkpoint_target = (hook.resolve_namespace(self.namespace), self.key)
+        return self.checkpoint_target
+
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self:
+            # The connection's default namespace goes into the rendered fields Airflow stores, which
+            # the "Checkpoint" link is built from.
+            self.namespace, self.key = self._target(CheckpointHook(mooncat_conn_id=self.mooncat_conn_id))
 
     def poke(self, context: Context) -> PokeReturnValue:
         hook = CheckpointHook(mooncat_conn_id=self.mooncat_conn_id)

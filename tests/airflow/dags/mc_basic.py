@@ -151,3 +151,67 @@ with DAG("mc_heartbeat", schedule=None, start_date=START, catchup=False) as mc_h
         key="slow/one",
         lease_ms=600,
     )
+
+
+with DAG("mc_poke", schedule=None, start_date=START, catchup=False) as mc_poke:
+    # The defaults: wait for a busy key inside the worker.
+    CheckpointOperator(
+        task_id="work",
+        python_callable=work,
+        op_kwargs={"marker": MARKER, "label": "poked"},
+        namespace=NS,
+        key="busy/one",
+        busy_timeout=120,
+    )
+
+with DAG("mc_poke_timeout", schedule=None, start_date=START, catchup=False) as mc_poke_timeout:
+    CheckpointOperator(
+        task_id="work",
+        python_callable=work,
+        op_kwargs={"marker": MARKER, "label": "poke-timeout"},
+        namespace=NS,
+        key="busy/one",
+        busy_timeout=0.5,
+    )
+
+
+def give_up(marker: str, label: str) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with Path(marker).open("a", encoding="utf-8") as fh:
+        fh.write(f"{label}\n")
+    raise AirflowFailException("no point in retrying")
+
+
+with DAG("mc_fail_fast", schedule=None, start_date=START, catchup=False) as mc_fail_fast:
+    # Retries are left, but AirflowFailException says a retry cannot help.
+    CheckpointOperator(
+        task_id="work",
+        python_callable=give_up,
+        op_kwargs={"marker": MARKER, "label": "fail-fast"},
+        namespace=NS,
+        key="fail/fast",
+        retries=3,
+        retry_delay=dt.timedelta(seconds=0),
+    )
+
+with DAG("mc_release", schedule=None, start_date=START, catchup=False) as mc_release:
+    CheckpointOperator(
+        task_id="work",
+        python_callable=broken,
+        op_kwargs={"marker": MARKER, "label": "release"},
+        namespace=NS,
+        key="fail/released",
+        retries=0,
+        on_error="release",
+    )
+
+with DAG("mc_env_conn_default_ns", schedule=None, start_date=START, catchup=False) as mc_env_conn_default_ns:
+    # No namespace (the connection's default applies) and a key formatted from the callable's arguments.
+    CheckpointOperator(
+        task_id="work",
+        python_callable=work,
+        op_kwargs={"marker": MARKER, "label": NS},
+        key="label/{label}",
+        mooncat_conn_id="mooncat_with_namespace",
+    )
