@@ -103,3 +103,110 @@ def test_key_built_from_the_map_index_warns(namespace: str, capfd: Any, caplog: 
     out, err = capfd.readouterr()
     logged = out + err + caplog.text
     assert "built from the map index" in logged
+
+
+def test_sensor_in_reschedule_mode_frees_the_worker_until_the_key_is_done(namespace: str, client: Any) -> None:
+    held = client.claim(namespace, "slow", owner_run_id="writer")
+
+    def finish() -> None:
+        time.sleep(1.0)
+        client.done(namespace, "slow", held.lease_token, {"rows": 5})
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    try:
+        run = run_dag(mc_sensor.mc_sensor_reschedule, _sensor_conf(namespace, "slow"))
+    finally:
+        thread.join()
+    assert str(run.state) == "success"
+    assert xcom(run, "wait") == {"rows": 5}
+
+
+# Audit events of file-system and database work: any of them on the event loop's thread would block the
+# triggerer for every other trigger it runs.
+_BLOCKING_EVENTS = {"open", "os.listdir", "os.scandir", "os.walk", "sqlite3.connect", "os.remove", "os.rename"}
+_audit: dict[str, Any] = {"loop_thread": None, "seen": []}
+_hook_installed: list[bool] = []
+
+
+def _audit_hook(event: str, args: tuple[Any, ...]) -> None:
+    if _audit["loop_thread"] is not None and event in _BLOCKING_EVENTS:
+        _audit["seen"].append((event, threading.get_ident() == _audit["loop_thread"], str(args[:1])))
+
+
+def test_trigger_does_its_store_io_off_the_event_loop(monkeypatch: Any, tmp_path: Path) -> None:
+    import asyncio
+    import json
+    import sys
+
+    from mooncat_airflow import CheckpointTrigger
+    from mooncat_checkpoint import CheckpointClient
+
+    if not _hook_installed:  # audit hooks cannot be removed; this one records only while the loop runs
+        sys.addaudithook(_audit_hook)
+        _hook_installed.append(True)
+
+    # A file store opens a file for every read, and no URL in the connection makes the library search
+    # for a config file: both are visible to the audit hook.
+    store = tmp_path / "store"
+    monkeypatch.setenv("MOONCAT_CHECKPOINT_URL", f"file://{store}")
+    monkeypatch.setenv("AIRFLOW_CONN_MOONCAT_AUDIT", json.dumps({"conn_type": "mooncat", "extra": {}}))
+    with CheckpointClient(f"file://{store}") as writer:
+        held = writer.claim("audit", "k", owner_run_id="writer")
+
+        async def main() -> dict[str, Any]:
+            _audit["loop_thread"] = threading.get_ident()
+            _audit["seen"].clear()
+            trigger = CheckpointTrigger(namespace="audit", key="k", mooncat_conn_id="mooncat_audit", poll_interval=0.1)
+
+            async def finish() -> None:
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(writer.done, "audit", "k", held.lease_token, {"ok": True})
+
+            finisher = asyncio.create_task(finish())
+            try:
+                async for event in trigger.run():
+                    return dict(event.payload)
+            finally:
+                await finisher
+                _audit["loop_thread"] = None
+            raise AssertionError("the trigger ended without an event")
+
+        payload = asyncio.run(main())
+    assert payload["status"] == "done" and payload["result"] == {"ok": True}
+    reads = [entry for entry in _audit["seen"] if str(store) in entry[2]]
+    assert reads, "the audit hook saw no store access; the test proves nothing"
+    on_loop = [entry for entry in _audit["seen"] if entry[1]]
+    assert on_loop == [], on_loop
+
+
+def test_provider_modules_use_no_deprecated_airflow_imports() -> None:
+    import subprocess
+    import sys
+
+    modules = [
+        "mooncat_airflow",
+        "mooncat_airflow.get_provider_info",
+        "mooncat_airflow.hooks.checkpoint",
+        "mooncat_airflow.operators.checkpoint",
+        "mooncat_airflow.decorators.checkpoint",
+        "mooncat_airflow.sensors.checkpoint",
+        "mooncat_airflow.triggers.checkpoint",
+        "mooncat_airflow.links.checkpoint",
+        "mooncat_airflow.plugins.ui",
+        "mooncat_airflow.plugins.app",
+    ]
+    # A fresh interpreter, so the imports really happen; a warning whose caller is our code is ours.
+    script = (
+        "import warnings, importlib\n"
+        "warnings.simplefilter('always')\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        f"    for name in {modules!r}:\n"
+        "        importlib.import_module(name)\n"
+        "for w in caught:\n"
+        "    if 'mooncat_airflow' in w.filename:\n"
+        "        print(f'OURS {w.filename}:{w.lineno}: {w.message}')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stdout.splitlines() if line.startswith("OURS ")] == []

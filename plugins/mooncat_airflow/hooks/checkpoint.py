@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -153,7 +154,9 @@ class CheckpointHook(BaseHook):
         from mooncat_checkpoint import AsyncCheckpointClient
 
         url, _, durability = await self._aconnection_settings()
-        return AsyncCheckpointClient(url, durability=self._durability_choice(durability))
+        # Without a URL the library looks for a config file up the directory tree: file system work
+        # that must not run on the triggerer's event loop.
+        return await asyncio.to_thread(AsyncCheckpointClient, url, durability=self._durability_choice(durability))
 
     @staticmethod
     def _durability_choice(value: str) -> Literal["full", "fast"]:

@@ -37,3 +37,13 @@ with DAG("mc_sensor_soft", schedule=None, start_date=START, catchup=False) as mc
         timeout=120,
         soft_fail=True,
     )
+
+with DAG("mc_sensor_reschedule", schedule=None, start_date=START, catchup=False) as mc_sensor_reschedule:
+    CheckpointSensor(
+        task_id="wait",
+        namespace="{{ dag_run.conf['ns'] }}",
+        key="{{ dag_run.conf['key'] }}",
+        poke_interval=0.3,
+        timeout=120,
+        mode="reschedule",
+    )
