@@ -126,9 +126,17 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (JavaScript's JSON.parse rejects it)")
 
 
-# Python's parser accepts NaN and Infinity; stored text holding them is unreadable for TypeScript and
-# could not be written back, so every stored JSON text is read with a decoder that refuses them.
-_strict_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond the range of a double (JavaScript reads it as Infinity)")
+    return value
+
+
+# Python's parser accepts NaN and Infinity, and reads numbers past the double range (1e400) as infinity;
+# stored text holding them is unreadable for TypeScript or could not be written back, so every stored JSON
+# text is read with a decoder that refuses them.
+_strict_decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 # The decoder's C scanner is set per instance and not declared in the type stubs.
 _scan_value: Callable[[str, int], tuple[Any, int]] = _strict_decoder.scan_once  # type: ignore[attr-defined]
 

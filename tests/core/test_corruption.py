@@ -45,6 +45,8 @@ FILE_CORRUPTIONS = {
     "lease end overflowing a double": json.dumps({**_good_record("k"), "leaseUntil": 1}).replace(
         '"leaseUntil": 1', '"leaseUntil": 1e400'
     ),
+    # Read as infinity by Python and JavaScript alike; written back, it could only become null.
+    "result overflowing a double": json.dumps({**_good_record("k"), "result": [1]}).replace("[1]", "[-1e400]"),
 }
 
 
@@ -124,6 +126,7 @@ SQL_CORRUPTIONS = {
     "lease_until = 4611686018427387904 WHERE storage_key = 'k'",
     "nan result": "UPDATE checkpoints SET result = 'NaN' WHERE storage_key = 'k'",
     "infinite result": "UPDATE checkpoints SET result = '[-Infinity]' WHERE storage_key = 'k'",
+    "result overflowing a double": "UPDATE checkpoints SET result = '{\"x\": 1e400}' WHERE storage_key = 'k'",
 }
 
 
