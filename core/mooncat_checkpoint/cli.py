@@ -18,14 +18,15 @@ from typing import IO, Any, NoReturn
 from . import __version__
 from .client import CheckpointClient
 from .config import CONFIG_FILE_NAME, DEFAULT_URL
-from .errors import CheckpointError, CorruptRecordError
-from .keys import check_folder_namespace, check_key, check_namespace
+from .errors import CheckpointError, CorruptRecordError, KeyConflictError
+from .keys import HASHED_PREFIX, check_folder_namespace, check_key, check_namespace, storage_segment
 from .protocol import Checkpoint, CorruptRecord, Status
 from .serialize import encode_result, record_from_dict
 
 EXIT_ABSENT = 1
 EXIT_ERROR = 2
 PROGRESS_EVERY = 10_000
+CONFLICT_CHUNK = 1_000
 
 
 class CliError(Exception):
@@ -337,10 +338,10 @@ def cmd_import(client: CheckpointClient, args: argparse.Namespace) -> int:
         try:
             if args.input:
                 with open(args.input, encoding="utf-8") as source:
-                    total = _validate_into(source, spool, args.namespace, client.location.scheme)
+                    total = _validate_into(source, spool, args.namespace, client)
             else:
                 _utf8(sys.stdin)
-                total = _validate_into(sys.stdin, spool, args.namespace, client.location.scheme)
+                total = _validate_into(sys.stdin, spool, args.namespace, client)
         except UnicodeDecodeError as exc:
             raise CliError(f"the input is not UTF-8 text ({exc})") from None
         spool.seek(0)
@@ -358,12 +359,41 @@ def cmd_import(client: CheckpointClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _validate_into(source: IO[str], spool: IO[str], only: str | None, target: str) -> int:
+def _validate_into(source: IO[str], spool: IO[str], only: str | None, client: CheckpointClient) -> int:
     for line in source:
         spool.write(line)
     spool.seek(0)
-    total = sum(1 for _ in _read_records(spool, only, target))
+    total = _check_conflicts(_read_records(spool, only, client.location.scheme), client)
     spool.seek(0, os.SEEK_END)
+    return total
+
+
+def _check_conflicts(records: Iterator[Checkpoint], client: CheckpointClient) -> int:
+    """Keys that would land on another key's record, in the store or earlier in the input, are found
+    before anything is written, a chunk of keys per read, so an import never stops halfway."""
+    hashed: dict[tuple[str, str], str] = {}  # only hashed segments can be shared by two keys
+    chunk: dict[str, list[str]] = {}
+    total = 0
+
+    def read_chunk() -> None:
+        for namespace, keys in chunk.items():
+            try:
+                client.get_many(namespace, keys)
+            except KeyConflictError as exc:
+                raise CliError(f"{exc}; nothing was imported") from None
+        chunk.clear()
+
+    for total, record in enumerate(records, 1):
+        segment = storage_segment(record.key)
+        if segment.startswith(HASHED_PREFIX):
+            earlier = hashed.setdefault((record.namespace, segment), record.key)
+            if earlier != record.key:
+                raise CliError(f"keys {earlier!r} and {record.key!r} of namespace {record.namespace!r} "
+                               "map to one stored record; nothing was imported")
+        chunk.setdefault(record.namespace, []).append(record.key)
+        if total % CONFLICT_CHUNK == 0:
+            read_chunk()
+    read_chunk()
     return total
 
 

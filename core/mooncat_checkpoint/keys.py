@@ -15,6 +15,8 @@ from .errors import InvalidArgumentError
 _NAMESPACE = re.compile(r"[A-Za-z0-9_-]+")
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_.-]+")
 _SAFE_KEY_MAX_LEN = 128
+# Segments of keys that are not safe file names; a safe key may spell one too, so only these can collide.
+HASHED_PREFIX = "sha256-"
 
 KeySpec = str | Callable[[dict[str, Any]], str]
 
@@ -71,7 +73,7 @@ def storage_segment(key: str) -> str:
     """The file name stem / SQLite storage_key of a key; the same string TypeScript computes."""
     if len(key) <= _SAFE_KEY_MAX_LEN and key not in (".", "..") and _SAFE_KEY.fullmatch(key):
         return key
-    return "sha256-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    return HASHED_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
 _PLAIN_TYPES = (str, int, float, bool)

@@ -286,3 +286,27 @@ def test_malformed_import_lines_are_one_line_errors_and_write_nothing(tmp_path: 
     assert "UTF-8" in run.stderr if name == "not UTF-8" else "line 2" in run.stderr
     with CheckpointClient(url) as cp:
         assert cp.list("ns") == []  # the good first line was not imported either
+
+
+def test_import_refuses_keys_that_would_land_on_another_keys_record_before_writing_any(tmp_path: Path) -> None:
+    from mooncat_checkpoint.keys import storage_segment
+
+    hashed = "not a file name"
+    spelled = storage_segment(hashed)  # a safe key that spells the hashed segment of another key
+    line = {"namespace": "ns", "status": "done", "result": 1, "attempts": 1, "createdAt": 1, "updatedAt": 1}
+    first = json.dumps({**line, "key": "first"})
+    url = f"sqlite://{tmp_path}/dst.db"
+
+    # Both keys in the input itself.
+    both = "\n".join([first, json.dumps({**line, "key": hashed}), json.dumps({**line, "key": spelled})])
+    run = cli("import", "--url", url, cwd=tmp_path, stdin=both + "\n")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert repr(hashed) in run.stderr and repr(spelled) in run.stderr and "nothing was imported" in run.stderr
+
+    # One key already stored, the other in the input, after a line that would have been imported first.
+    finish(url, "ns", spelled, "stored")
+    run = cli("import", "--url", url, cwd=tmp_path, stdin=first + "\n" + json.dumps({**line, "key": hashed}) + "\n")
+    assert run.returncode == 2 and repr(spelled) in run.stderr and "nothing was imported" in run.stderr, run.stderr
+    with CheckpointClient(url) as cp:
+        assert cp.get("ns", "first") is None
+        assert cp.get("ns", spelled).result == "stored"
