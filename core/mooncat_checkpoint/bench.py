@@ -271,23 +271,25 @@ def _remove_empty_namespace(folder: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     n, processes, ns, wanted = _options(args)
     client = CheckpointClient(args.url, durability=args.durability)
-    progress = Progress(not args.quiet and (args.progress or sys.stderr.isatty()))
-    if processes > 0 and client.location.scheme == "memory" and {"disjoint", "overlap"} & set(wanted):
-        print("mooncat-checkpoint: note: memory:// lives in one process; the multi-process workloads are skipped",
-              file=sys.stderr)
-        processes = 0
-    if any(True for _ in client.scan(ns)):
-        if not args.force:
-            print(f"mooncat-checkpoint: error: namespace {ns!r} of {client.url} already has records; "
-                  "pass --force to delete them and run, or choose another --namespace", file=sys.stderr)
-            return 2
-        clear_namespace(client, ns)
-    results: list[Measurement] = []
-    try:
-        results = measure(client, ns, n, processes, wanted, progress, args.durability)
-    finally:
-        with progress.phase("cleaning up", 1):
+    try:  # closed on every way out: a PostgreSQL pool left to the garbage collector complains from its thread
+        progress = Progress(not args.quiet and (args.progress or sys.stderr.isatty()))
+        if processes > 0 and client.location.scheme == "memory" and {"disjoint", "overlap"} & set(wanted):
+            print("mooncat-checkpoint: note: memory:// lives in one process; the multi-process workloads are "
+                  "skipped", file=sys.stderr)
+            processes = 0
+        if any(True for _ in client.scan(ns)):
+            if not args.force:
+                print(f"mooncat-checkpoint: error: namespace {ns!r} of {client.url} already has records; "
+                      "pass --force to delete them and run, or choose another --namespace", file=sys.stderr)
+                return 2
             clear_namespace(client, ns)
+        results: list[Measurement] = []
+        try:
+            results = measure(client, ns, n, processes, wanted, progress, args.durability)
+        finally:
+            with progress.phase("cleaning up", 1):
+                clear_namespace(client, ns)
+    finally:
         client.close()
     report(args, client, args.durability, n, processes, results)
     return 0
