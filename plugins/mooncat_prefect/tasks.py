@@ -34,12 +34,13 @@ from mooncat_checkpoint import (
     StepFailedError,
     render_key,
 )
+from mooncat_checkpoint.keys import template_fields
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_logger
 from prefect.results import ResultRecord, ResultRecordMetadata
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Failed, State, is_state_iterable
 from prefect.tasks import Task
 from prefect.utilities.asyncutils import run_coro_as_sync
 
@@ -90,6 +91,10 @@ class CheckpointOptions:
 
     def __post_init__(self) -> None:
         # Checked here, at decoration time, so a typo fails on import rather than in the middle of a run.
+        if not isinstance(self.namespace, str) or not _NAMESPACE.fullmatch(self.namespace):
+            raise InvalidArgumentError(
+                f"namespace {self.namespace!r} may contain only letters, digits, '_' and '-'"
+            )
         if self.on_busy not in ("wait", "raise"):
             raise InvalidArgumentError(f"on_busy must be 'wait' or 'raise', got {self.on_busy!r}")
         if self.on_failure not in ("abandon", "fail"):
@@ -260,21 +265,32 @@ class _Run:
         # it has made (run_count - 1) are fewer than task.retries.
         return self.ctx.task_run.run_count - 1 < self.ctx.task.retries
 
+    def in_memory(self, value: Any) -> Any:
+        """``value`` as the task run's result record, when Prefect will not persist it.
+
+        Given a bare value, Prefect builds this record itself and resolves a storage path on disk for it,
+        although a value that is not persisted never goes there; that costs more than our whole claim.
+        Prefect's own cache hits skip it the same way, by handing over a ready record."""
+        if self.ctx is None or self.ctx.persist_result or self.ctx.task.result_storage_key is not None:
+            return value
+        return ResultRecord(
+            result=value,
+            metadata=ResultRecordMetadata(storage_key=None, serializer=self.ctx.result_store.serializer),
+        )
+
+    def returned(self, returned: Any) -> Any:
+        # States, and collections of them, keep Prefect's own meaning (it aggregates them); plain values
+        # become a ready record.
+        if isinstance(returned, (State, ResultRecord)) or is_state_iterable(returned):
+            return returned
+        return self.in_memory(returned)
+
     def cached_state(self, checkpoint: Checkpoint, value: Any) -> State[Any]:
         owner = checkpoint.owner_run_id or "an owner that left no run id"
-        data: Any = value
-        if self.ctx is not None and not self.ctx.persist_result and self.ctx.task.result_storage_key is None:
-            # Given a bare value, Prefect builds this record itself and resolves a storage path on disk for
-            # it, although a value that is not persisted never goes there; that costs more than our whole
-            # claim. Prefect's own cache hits skip it the same way, by handing over a ready record.
-            data = ResultRecord(
-                result=value,
-                metadata=ResultRecordMetadata(storage_key=None, serializer=self.ctx.result_store.serializer),
-            )
         return Completed(
             name="Cached",
             message=f"Skipped: checkpoint {self.namespace}/{self.key} was already done by {owner}.",
-            data=data,
+            data=self.in_memory(value),
         )
 
     def count(self, outcome: Outcome) -> None:
@@ -284,6 +300,16 @@ class _Run:
         if isinstance(failure, State):
             return f"task returned state {failure.name}: {failure.message or ''}".strip()
         return f"{type(failure).__name__}: {failure}"
+
+
+def _own_context(options: CheckpointOptions) -> TaskRunContext | None:
+    # The task run context, if the running task is this checkpointed task. Calling ``.fn`` of a checkpointed
+    # task from inside another task is a plain call: it must neither take the outer task's run ids and
+    # retries nor hand a Prefect state back to the caller instead of a value.
+    ctx = TaskRunContext.get()
+    if ctx is None or getattr(ctx.task.fn, _OPTIONS_ATTR, None) is not options:
+        return None
+    return ctx
 
 
 # Claims kept between two attempts of one task run, so a Prefect retry reuses the lease instead of racing
@@ -416,7 +442,7 @@ def _finish_sync(run: _Run, step: Step, value: Any) -> None:
 
 def _call_sync(options: CheckpointOptions, fn: Callable[..., Any], args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> Any:
-    run = _Run(options, compute_key(options, fn, args, kwargs), TaskRunContext.get())
+    run = _Run(options, compute_key(options, fn, args, kwargs), _own_context(options))
     step = _take_held(run)
     if step is None:
         step, skipped, stored = _acquire_sync(run)
@@ -449,7 +475,7 @@ def _call_sync(options: CheckpointOptions, fn: Callable[..., Any], args: tuple[A
     except BaseException:
         _release_quietly_sync(step)
         raise
-    return returned
+    return run.returned(returned)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -510,7 +536,7 @@ async def _release_quietly_async(step: AsyncStep) -> None:
 
 async def _call_async(options: CheckpointOptions, fn: Callable[..., Coroutine[Any, Any, Any]],
                       args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    run = _Run(options, compute_key(options, fn, args, kwargs), TaskRunContext.get())
+    run = _Run(options, compute_key(options, fn, args, kwargs), _own_context(options))
     step = _take_held(run)
     if step is None:
         step, skipped, stored = await _acquire_async(run)
@@ -547,7 +573,7 @@ async def _call_async(options: CheckpointOptions, fn: Callable[..., Coroutine[An
     except BaseException:
         await _release_quietly_async(step)
         raise
-    return returned
+    return run.returned(returned)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -558,6 +584,8 @@ def wrap(fn: Callable[..., Any], options: CheckpointOptions) -> Callable[..., An
     """The function a CheckpointTask runs: ``fn`` behind claim / skip / done. Keeps fn's signature."""
     if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
         raise InvalidArgumentError("checkpoint_task cannot wrap a generator: its value is produced piecemeal")
+    if isinstance(options.key, str):
+        _check_template(options.key, fn)
     wrapped: Callable[..., Any]
     if inspect.iscoroutinefunction(fn):
 
@@ -575,6 +603,21 @@ def wrap(fn: Callable[..., Any], options: CheckpointOptions) -> Callable[..., An
         wrapped = run_sync
     setattr(wrapped, _OPTIONS_ATTR, options)
     return wrapped
+
+
+def _check_template(template: str, fn: Callable[..., Any]) -> None:
+    # A field that names no parameter can never be filled: say so when the task is defined, not in the middle
+    # of a flow run. Values are still checked per call (a field may be filled by **kwargs, or hold an object).
+    fields = template_fields(template)
+    parameters = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = [name for name in fields if name not in parameters]
+    if unknown:
+        raise InvalidArgumentError(
+            f"key template {template!r} uses {{{unknown[0]}}}, which is not a parameter of "
+            f"{getattr(fn, '__name__', fn)!r} (parameters: {', '.join(parameters) or 'none'})"
+        )
 
 
 class _RetryCondition:
@@ -753,23 +796,22 @@ def checkpoint_task(
         task_options["on_failure"] = list(on_failure)
         failure_mode = "abandon"
 
+    # Built (and so checked) before there is a function to decorate: a bad option fails where it is written.
+    options = CheckpointOptions(
+        namespace=namespace if namespace is not None else "task",
+        key=key,
+        url=url,
+        client=client,
+        lease_ms=lease_ms,
+        on_busy=on_busy,
+        wait_timeout=wait_timeout,
+        on_failure=failure_mode,
+        refresh=refresh,
+    )
+
     def decorate(fn: Callable[P, R]) -> CheckpointTask[P, R]:
-        options = CheckpointOptions(
-            namespace=namespace or _default_namespace(fn),
-            key=key,
-            url=url,
-            client=client,
-            lease_ms=lease_ms,
-            on_busy=on_busy,
-            wait_timeout=wait_timeout,
-            on_failure=failure_mode,
-            refresh=refresh,
-        )
-        if not _NAMESPACE.fullmatch(options.namespace):
-            raise InvalidArgumentError(
-                f"namespace {options.namespace!r} may contain only letters, digits, '_' and '-'"
-            )
-        return CheckpointTask(fn, checkpoint_options=options, **task_options)
+        fn_options = options if namespace is not None else replace(options, namespace=_default_namespace(fn))
+        return CheckpointTask(fn, checkpoint_options=fn_options, **task_options)
 
     if __fn is not None:
         return decorate(__fn)

@@ -114,3 +114,28 @@ def test_process_pool_task_runner(store_url: str, monkeypatch: Any) -> None:
     again = pipeline()["states"]
     assert [s.name for s in again] == ["Cached"] * 4
     assert [s.result() for s in again] == [1, 8, 27, 8]
+
+
+def test_process_pool_with_a_client_already_connected_in_the_parent(store_url: str) -> None:
+    client = CheckpointClient(store_url)
+    client.list("pool-client")  # connected here: the workers must get a picklable client that reconnects
+
+    @checkpoint_task(namespace="pool-client", key="pid/{n}", client=client)
+    def where(n: int) -> int:
+        return os.getpid()
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def pipeline() -> dict[str, list[State[Any]]]:
+        futures = where.map([1, 2, 3])
+        for future in futures:
+            future.wait()
+        return {"states": [future.state for future in futures]}
+
+    states = pipeline()["states"]
+    pids = [s.result() for s in states]
+    assert os.getpid() not in pids, "the task runs ran in worker processes"
+    records = {r.key: r.result for r in client.list("pool-client", status="done")}
+    assert records == {f"pid/{n}": pid for n, pid in zip([1, 2, 3], pids, strict=True)}
+    again = pipeline()["states"]
+    assert [s.name for s in again] == ["Cached"] * 3 and [s.result() for s in again] == pids
+    client.close()

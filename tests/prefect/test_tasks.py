@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -11,9 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mooncat_checkpoint import CheckpointClient, InvalidArgumentError, StepBusyError, StepFailedError
+from mooncat_checkpoint import (
+    AsyncCheckpointClient,
+    CheckpointClient,
+    InvalidArgumentError,
+    StepBusyError,
+    StepFailedError,
+)
 from mooncat_prefect import ARTIFACT_KEY, RESULT_REF_PREFIX, CheckpointTask, checkpoint_task
-from prefect import flow
+from prefect import flow, task
 from prefect.artifacts import Artifact
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 from prefect.states import State
@@ -303,12 +310,20 @@ def test_large_and_non_json_results_go_through_result_storage(store_url: str, cl
 
 
 def test_key_template_errors_come_before_any_claim(store_url: str, client: CheckpointClient) -> None:
+    # A field that names no parameter is refused when the task is defined.
+    with pytest.raises(InvalidArgumentError, match=r"\{missing\}.*not a parameter.*day"):
+        @checkpoint_task(namespace=NS, key="day/{missing}", url=store_url)
+        def undefined_field(day: str) -> str:
+            return day
+
     calls = Calls()
     running = Calls()
 
+    # With **kwargs a field can only be checked per call: missing there, it fails the task run before any
+    # claim, and is not retried.
     @checkpoint_task(namespace=NS, key="day/{missing}", url=store_url, retries=2, retry_delay_seconds=0,
                      on_running=[lambda task, run, state: running.add(run.id)])
-    def bad_template(day: str) -> str:
+    def bad_template(day: str, **extra: Any) -> str:
         calls.add(day)
         return day
 
@@ -331,6 +346,9 @@ def test_key_template_errors_come_before_any_claim(store_url: str, client: Check
     assert calls.total == 0
     assert running.total == 1, "a key error is not retried"
     assert client.list(NS) == []
+
+    with pytest.raises(InvalidArgumentError, match="not a parameter"):
+        not_plain.with_options(key="obj/{other}")
 
 
 def test_key_callable_and_default_key(store_url: str, client: CheckpointClient) -> None:
@@ -500,3 +518,147 @@ def test_foreign_result_ref_fails_loudly_without_retries(store_url: str, client:
     with pytest.raises(ResultUnavailableError, match="s3://bucket/blob-1"):
         state.result()
     assert running.total == 1
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_task_options_apply_to_the_runs_of_a_checkpointed_task(store_url: str) -> None:
+    seen: list[tuple[str, frozenset[str], str]] = []
+    prints = _Collect()
+    run_logger = logging.getLogger("prefect.task_runs")
+    run_logger.addHandler(prints)
+
+    def remember(task: Any, task_run: Any, state: State[Any]) -> None:
+        seen.append((task_run.name, frozenset(task_run.tags), state.name))
+
+    @checkpoint_task(namespace=NS, key="labelled/{n}", url=store_url, tags=["etl"], task_run_name="item-{n}",
+                     log_prints=True, on_completion=[remember])
+    def labelled(n: int) -> int:
+        print(f"working on {n}")
+        return n
+
+    @flow
+    def pipeline() -> list[int]:
+        return [labelled(8), labelled.with_options(task_run_name="again-{n}", tags=["late"]).submit(8).result()]
+
+    try:
+        assert pipeline() == [8, 8]
+    finally:
+        run_logger.removeHandler(prints)
+    assert seen == [("item-8", frozenset({"etl"}), "Completed"), ("again-8", frozenset({"late"}), "Cached")]
+    assert prints.messages.count("working on 8") == 1, "log_prints captures the one real run's output"
+
+
+def test_client_option_sync_and_async(store_url: str, client: CheckpointClient) -> None:
+    calls = Calls()
+
+    @checkpoint_task(namespace=NS, key="via-client/{n}", client=client)
+    def sync_task(n: int) -> int:
+        calls.add(("sync", n))
+        return n
+
+    async_client = AsyncCheckpointClient(store_url)
+
+    @checkpoint_task(namespace=NS, key="via-async-client/{n}", client=async_client)
+    async def async_task(n: int) -> int:
+        calls.add(("async", n))
+        return -n
+
+    # Each client also serves the other kind of function, through a client of its kind on the same store.
+    @checkpoint_task(namespace=NS, key="via-async-client/{n}", client=async_client)
+    def sync_on_async_client(n: int) -> int:
+        calls.add(("sync-on-async", n))
+        return 0
+
+    @flow
+    async def pipeline() -> list[Any]:
+        return [sync_task(1), await async_task(2), sync_on_async_client(2)]
+
+    assert asyncio.run(pipeline()) == [1, -2, -2]
+    assert set(calls.seen) == {("sync", 1), ("async", 2)}
+    assert client.get(NS, "via-client/1").result == 1
+    assert client.get(NS, "via-async-client/2").result == -2
+    with pytest.raises(InvalidArgumentError, match="either url= or client="):
+        checkpoint_task(namespace=NS, url=store_url, client=client)
+
+
+def test_owner_run_id_names_the_flow_run_and_the_task_run(store_url: str, client: CheckpointClient) -> None:
+    @checkpoint_task(namespace=NS, key="owner/{n}", url=store_url)
+    def owned(n: int) -> int:
+        return n
+
+    @flow
+    def pipeline() -> State[Any]:
+        return owned(1, return_state=True)
+
+    state = pipeline()
+    details = state.state_details
+    assert client.get(NS, "owner/1").owner_run_id == f"prefect:{details.flow_run_id}:{details.task_run_id}"
+
+
+def test_async_task_cancelled_or_failed_state_is_not_recorded_and_large_results_go_to_storage(
+    store_url: str, client: CheckpointClient
+) -> None:
+    from prefect.states import Failed
+
+    calls = Calls()
+
+    @checkpoint_task(namespace=NS, key="aslow/{n}", url=store_url, lease_ms=600_000, timeout_seconds=0.5)
+    async def too_slow(n: int) -> int:
+        await asyncio.sleep(5)  # cancelled by the timeout
+        return n
+
+    @checkpoint_task(namespace=NS, key="asoft/{n}", url=store_url)
+    async def soft_fail(n: int) -> Any:
+        return Failed(message="upstream said no")
+
+    @checkpoint_task(namespace=NS, key="abig/{n}", url=store_url)
+    async def big(n: int) -> tuple[int, ...]:
+        calls.add(n)
+        return tuple(range(n))
+
+    @flow
+    async def pipeline() -> dict[str, State[Any]]:
+        return {"slow": await too_slow(1, return_state=True), "soft": await soft_fail(1, return_state=True),
+                "big": await big(20_000, return_state=True)}
+
+    states = asyncio.run(pipeline())
+    assert states["slow"].is_failed() and states["slow"].name == "TimedOut"
+    assert client.get(NS, "aslow/1") is None, "a cancelled claim is released at once, not left to its lease"
+    assert states["soft"].is_failed() and client.get(NS, "asoft/1") is None
+    record = client.get(NS, "abig/20000")
+    assert record is not None and record.result is None and record.result_ref.startswith(RESULT_REF_PREFIX)
+
+    again = asyncio.run(pipeline())["big"]
+    assert again.name == "Cached" and again.result() == tuple(range(20_000)) and calls.total == 1
+
+    Path(record.result_ref[len(RESULT_REF_PREFIX):]).unlink()
+    recomputed = asyncio.run(pipeline())["big"]
+    assert recomputed.name == "Completed" and recomputed.result() == tuple(range(20_000)) and calls.total == 2
+
+
+def test_calling_fn_inside_another_task_is_a_plain_call(store_url: str, client: CheckpointClient) -> None:
+    @checkpoint_task(namespace=NS, key="inner/{n}", url=store_url)
+    def inner(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    @task(retries=2)
+    def outer(n: int) -> Any:
+        return inner.fn(n)
+
+    @flow
+    def pipeline() -> list[Any]:
+        return [outer(1), outer(1)]
+
+    # A value both times (never a Prefect state or record), and the record names no Prefect run: the outer
+    # task's run ids are not this key's.
+    assert pipeline() == [{"n": 1}, {"n": 1}]
+    record = client.get(NS, "inner/1")
+    assert record is not None and record.status == "done" and not (record.owner_run_id or "").startswith("prefect:")
