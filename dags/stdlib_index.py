@@ -70,7 +70,7 @@ def list_sources(root: Path) -> list[Path]:
     tags=["mooncat", "example"],
     params={
         "root": Param(None, type=["null", "string"], description="folder to index (default: the stdlib)"),
-        "limit": Param(None, type=["null", "integer"], description="index only the first N files"),
+        "limit": Param(None, type=["null", "integer"], minimum=1, description="index only the first N files"),
     },
 )
 def stdlib_index() -> None:
@@ -81,16 +81,24 @@ def stdlib_index() -> None:
 
         params = get_current_context()["params"]
         base = Path(params.get("root") or sysconfig.get_paths()["stdlib"])
-        sources = list_sources(base)[: params.get("limit")]
+        limit = params.get("limit")
+        if not base.is_dir():  # else os.walk finds nothing and the run "succeeds" with zero files
+            raise ValueError(f"root {str(base)!r} is not a folder")
+        if limit is not None and limit < 1:  # a negative slice would drop files from the end instead
+            raise ValueError(f"limit must be a positive number of files, got {limit}")
+        sources = list_sources(base)[:limit]
         paths_by_key: dict[str, list[str]] = {}
         for source in sources:
             paths_by_key.setdefault(content_key(source.read_bytes()), []).append(str(source))
 
         hook = CheckpointHook()
         try:
-            done = hook.get_conn().get_many(NAMESPACE, list(paths_by_key))
+            found = hook.get_conn().get_many(NAMESPACE, list(paths_by_key))
         finally:
             hook.close()
+        # Only finished keys are skipped; a claimed or failed one goes to its task, which waits for the
+        # holder (or takes an expired lease) or reports the failure.
+        done = {key for key, record in found.items() if record.status.value == "done"}
         todo = [
             {"path": paths[0], "digest": key, "name": os.path.relpath(paths[0], base)}
             for key, paths in paths_by_key.items()

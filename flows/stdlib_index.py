@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import hashlib
 import os
 import signal
@@ -40,7 +41,7 @@ from typing import Any
 # ephemeral server on a small machine. Set before Prefect reads its settings.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
-from mooncat_checkpoint import CheckpointClient, CheckpointError
+from mooncat_checkpoint import CheckpointClient, CheckpointError, Status
 from mooncat_prefect import checkpoint_task
 from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -105,6 +106,10 @@ def aggregate(per_file: dict[str, dict[str, Any]], paths_by_key: dict[str, list[
 @flow(name="stdlib-index", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=True)
 def stdlib_index(root: str | None = None, url: str | None = None, limit: int | None = None) -> dict[str, Any]:
     base = Path(root or sysconfig.get_paths()["stdlib"])
+    if not base.is_dir():  # else os.walk finds nothing and the run "succeeds" with zero files
+        raise ValueError(f"root {str(base)!r} is not a folder")
+    if limit is not None and limit < 1:  # a negative slice would drop files from the end instead
+        raise ValueError(f"limit must be a positive number of files, got {limit}")
     sources = list_sources(base)[:limit]
     paths_by_key: dict[str, list[str]] = {}
     for source in sources:
@@ -113,7 +118,10 @@ def stdlib_index(root: str | None = None, url: str | None = None, limit: int | N
     # One batch read tells which contents are already indexed; only the rest become task runs. Those still
     # claim their key, so two runs started together do not index the same file twice.
     client = CheckpointClient(url)
-    done = client.get_many(NAMESPACE, list(paths_by_key))
+    # Only finished keys are skipped here; a claimed or failed one goes to its task run, which waits for
+    # the holder (or takes an expired lease) or reports the failure, as any other run of the task would.
+    done = {key: record for key, record in client.get_many(NAMESPACE, list(paths_by_key)).items()
+            if record.status is Status.DONE}
     per_file = {key: record.result for key, record in done.items()}
     todo = [key for key in paths_by_key if key not in done]
 
@@ -153,10 +161,12 @@ _told = threading.Event()
 def _tell_interrupted() -> None:
     if not _told.is_set():
         _told.set()
-        print(INTERRUPTED, file=sys.stderr, flush=True)
+        # Output piped into a program the same Ctrl-C ended is gone: the exit must not depend on it.
+        with contextlib.suppress(OSError, ValueError):
+            print(INTERRUPTED, file=sys.stderr, flush=True)
 
 
-def _on_ctrl_c(signum: int, frame: Any) -> None:
+def _on_interrupt(signum: int, frame: Any) -> None:
     """Ctrl-C in a terminal also stops Prefect's ephemeral server, which shares the process group; Prefect
     then retries its calls to that server, and its exit hooks wait to hand it their last logs. So the
     first Ctrl-C also starts a watchdog that ends the process after a grace period, whatever is waiting.
@@ -169,10 +179,13 @@ def _on_ctrl_c(signum: int, frame: Any) -> None:
 
 def _exit_after_grace() -> None:
     time.sleep(EXIT_GRACE_S)
-    _tell_interrupted()
-    _stop_temporary_servers()
-    sys.stdout.flush()
-    os._exit(130)
+    try:
+        _tell_interrupted()
+        _stop_temporary_servers()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+    finally:
+        os._exit(130)
 
 
 def _stop_temporary_servers() -> None:
@@ -194,24 +207,34 @@ def _stop_temporary_servers() -> None:
             process.kill()
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", help="folder to index (default: this Python's standard library)")
     parser.add_argument("--url", help="checkpoint store URL (default: MOONCAT_CHECKPOINT_URL, config file, "
                                       "else file://./.mooncat/checkpoints)")
-    parser.add_argument("--limit", type=int, help="index only the first N files (a quick demo)")
+    parser.add_argument("--limit", type=_positive_int, help="index only the first N files (a quick demo)")
     args = parser.parse_args(argv)
     # Checked before Prefect starts: a bad store URL or folder is one line, not a failed flow run.
     if args.root is not None and not Path(args.root).is_dir():
         print(f"stdlib_index: error: --root {args.root!r} is not a folder", file=sys.stderr)
         return 2
     try:
-        CheckpointClient(args.url).close()
+        with CheckpointClient(args.url) as client:
+            client.namespaces()  # opens the store: not a database, no server, a missing extra
     except CheckpointError as exc:
         print(f"stdlib_index: error: {exc}", file=sys.stderr)
         return 2
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _on_ctrl_c)
+        # `kill` (SIGTERM) ends the run as Ctrl-C does: claims given back, Prefect's server stopped.
+        signal.signal(signal.SIGINT, _on_interrupt)
+        signal.signal(signal.SIGTERM, _on_interrupt)
     started = time.monotonic()
     try:
         result = stdlib_index(root=args.root, url=args.url, limit=args.limit)

@@ -71,6 +71,29 @@ def test_stdlib_index_skips_keys_finished_elsewhere_and_reruns_skip_everything(s
     assert xcom(second, "summarize") == {**summary, "skipped": 4}
 
 
+def test_stdlib_index_plans_a_claimed_key_as_work_not_as_done(source_tree: Path, client: Any) -> None:
+    # Another worker holds a file's key on a short lease that it never finishes (killed mid-run): the plan
+    # must not count the key as indexed; its task waits out the lease and indexes the file.
+    text = "def claimed_elsewhere():\n    pass\n"  # a content no other test indexes
+    (source_tree / "held.py").write_text(text, encoding="utf-8")
+    held_key = key_of(text)
+    held = client.claim("stdlib-index", held_key, owner_run_id="killed-worker", lease_ms=1500)
+    assert held.kind == "claimed"
+
+    run = run_dag(stdlib_index.stdlib_index(), {"root": str(source_tree)})
+    assert str(run.state) == "success"
+    planned = xcom(run, "plan")
+    assert "held.py" in [item["name"] for item in planned["todo"]]
+    assert xcom(run, "summarize")["missing"] == 0
+    assert client.get("stdlib-index", held_key).result == {"functions": 1, "classes": 0, "imports": 0}
+
+
+def test_stdlib_index_refuses_a_root_that_is_not_a_folder(tmp_path: Path) -> None:
+    run = run_dag(stdlib_index.stdlib_index(), {"root": str(tmp_path / "missing")})
+    assert str(run.state) == "failed"
+    assert ti_states(run)[("plan", -1)] == "failed"
+
+
 def test_checkpoint_examples_second_run_does_nothing_again() -> None:
     first = run_dag(checkpoint_examples.dag)
     assert str(first.state) == "success"

@@ -65,6 +65,47 @@ def test_rerun_skips_every_file_and_partial_runs_resume(
         assert client.get("stdlib-index", key).result == {"functions": 2, "classes": 0, "imports": 0}
 
 
+def test_keys_claimed_or_failed_elsewhere_are_not_taken_as_done(
+    pipeline: ModuleType, source_tree: Path, store_url: str
+) -> None:
+    """A worker killed mid-run leaves a claim; a failed record says why it failed. Neither is an index."""
+    with CheckpointClient(store_url) as client:
+        a_key = pipeline.content_key((source_tree / "a.py").read_bytes())
+        held = client.claim("stdlib-index", a_key, owner_run_id="killed-worker", lease_ms=1500)
+        assert held.kind == "claimed"
+        b_key = pipeline.content_key((source_tree / "b.py").read_bytes())
+        failing = client.claim("stdlib-index", b_key, owner_run_id="other-run")
+        client.fail("stdlib-index", b_key, "disk full", failing.lease_token)
+
+    summary = pipeline.stdlib_index(root=str(source_tree), url=store_url)
+    # a.py (and its copy) indexed once the abandoned lease ran out; b.py reported as failed, not counted.
+    assert (summary["indexed"], summary["skipped"], summary["failed"]) == (3, 0, 1)
+    assert (summary["functions"], summary["classes"], summary["imports"]) == (2, 2, 4)
+    with CheckpointClient(store_url) as client:
+        assert client.get("stdlib-index", a_key).result == {"functions": 1, "classes": 1, "imports": 2}
+        assert client.get("stdlib-index", b_key).error == "disk full"
+
+
+def test_bad_root_or_limit_is_refused_before_anything_runs(pipeline: ModuleType, tmp_path: Path,
+                                                            store_url: str) -> None:
+    with pytest.raises(ValueError, match="not a folder"):
+        pipeline.stdlib_index(root=str(tmp_path / "missing"), url=store_url)
+    with pytest.raises(ValueError, match="positive"):
+        pipeline.stdlib_index(root=str(tmp_path), url=store_url, limit=-1)
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_before_prefect_starts(tmp_path: Path) -> None:
+    import subprocess
+
+    (tmp_path / "notes.db").write_text("not a database")
+    run = subprocess.run([sys.executable, str(FLOW_FILE), "--root", str(tmp_path), "--url",
+                          f"sqlite://{tmp_path / 'notes.db'}"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert run.stderr.startswith("stdlib_index: error: ") and run.stderr.count("\n") == 1, run.stderr[-2000:]
+    assert "Starting temporary server" not in run.stdout + run.stderr
+    assert (tmp_path / "notes.db").read_text() == "not a database"
+
+
 def test_ctrl_c_midway_then_rerun_finishes_only_the_rest(pipeline: ModuleType, tmp_path: Path,
                                                           store_url: str) -> None:
     """The README's main job as a user runs it: no server configured (Prefect's ephemeral mode), and
