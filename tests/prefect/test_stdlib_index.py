@@ -188,3 +188,37 @@ def test_bad_store_url_and_missing_folder_are_one_line_errors_before_prefect_sta
         run = subprocess.run([sys.executable, str(FLOW_FILE), *args], capture_output=True, text=True, timeout=60)
         assert run.returncode == 2, run.stderr
         assert run.stderr.count("\n") == 1 and expected in run.stderr, run.stderr
+
+
+def test_ctrl_c_ends_the_run_when_its_output_pipe_was_closed_by_the_same_ctrl_c(tmp_path: Path, store_url: str) -> None:
+    """`python flows/stdlib_index.py | tee log` and Ctrl-C: tee dies with the run, and every later write to
+    the pipe fails; the run must still end within its grace period instead of hanging in exit hooks."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    root = tmp_path / "many"
+    root.mkdir()
+    for n in range(300):
+        (root / f"m{n:03d}.py").write_text(f"def f{n}():\n    return {n}\n")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_API")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    run = subprocess.Popen([sys.executable, str(FLOW_FILE), "--root", str(root), "--url", store_url],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with CheckpointClient(store_url) as client:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and run.poll() is None:
+                if len(client.list("stdlib-index", status="done")) >= 10:
+                    break
+                time.sleep(0.05)
+        assert run.poll() is None, "the run finished before it could be interrupted"
+        assert run.stdout is not None
+        run.stdout.close()  # the reader (tee) is gone
+        os.killpg(run.pid, signal.SIGINT)
+        assert run.wait(timeout=60) == 130
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
