@@ -7,11 +7,16 @@ For a no-op task, the time per task run of:
 - the same, skip run (every key already done: the task run ends ``Cached``);
 - Prefect's own cache hit on the same function (``cache_policy=INPUTS``, results persisted), run again.
 
-Every phase runs inside one flow, in the same order, for several rounds; the table shows the median round.
+Every round is one flow run with fresh keys, in which the phases take turns in batches of a few task runs.
+The table shows, per phase, the median over rounds of the wall-clock and the CPU time (this process, all
+threads) per task run, and each ratio as the median of the per-round ratios. On a shared machine the CPU
+time is the steadier figure; the wall time adds what the store waits for (a durable store syncs each write
+to disk).
 It runs against a throwaway Prefect test server and a throwaway checkpoint store (the file backend, which
 is the default store, unless ``--url`` names another).
 
-    python benchmarks/prefect_overhead.py [--runs 100] [--rounds 5] [--url sqlite://./bench.db] [--durability fast]
+    python benchmarks/prefect_overhead.py [--runs 100] [--rounds 5] [--batch 10]
+                                          [--url sqlite://./bench.db] [--durability fast]
 """
 
 from __future__ import annotations
@@ -42,65 +47,90 @@ def noop(n: int) -> int:
     return n
 
 
-def measure(runs: int, rounds: int, client: CheckpointClient, pause: float) -> dict[str, float]:
+PHASES = ("plain", "first", "skip", "prefect_hit")
+
+
+Timings = dict[str, list[tuple[float, float]]]
+
+
+def measure(runs: int, rounds: int, batch: int, client: CheckpointClient, pause: float) -> Timings:
+    """Per phase, one (wall seconds, CPU seconds) per task run for each round."""
     plain = task(noop, name="plain")
     prefect_cached = task(noop, name="prefect-cache", cache_policy=INPUTS, persist_result=True)
-    timings: dict[str, list[float]] = {"plain": [], "first": [], "skip": [], "prefect_hit": []}
+    timings: Timings = {phase: [] for phase in PHASES}
 
-    def per_run(fn: object, args: range) -> float:
-        started = time.perf_counter()
+    def timed(fn: object, args: range) -> tuple[float, float]:
+        started, cpu_started = time.perf_counter(), time.process_time()
         for n in args:
             fn(n)  # type: ignore[operator]
-        elapsed = (time.perf_counter() - started) / len(args)
-        # Let the test server record the burst of task run events before the next phase, so that no phase
-        # pays for the previous one's backlog (and the server's SQLite does not fall behind and answer 503).
-        time.sleep(pause)
-        return elapsed
+        return time.perf_counter() - started, time.process_time() - cpu_started
 
     @flow(name="checkpoint-overhead")
     def bench(round_no: int) -> None:
         # Fresh keys each round, so "first" really claims and records, and Prefect's cache starts cold.
         wrapped = checkpoint_task(noop, namespace=f"bench-{uuid.uuid4().hex[:8]}", key="n/{n}", client=client)
-        keys = range(round_no * runs, (round_no + 1) * runs)
-        timings["plain"].append(per_run(plain, keys))
-        timings["first"].append(per_run(wrapped, keys))
-        timings["skip"].append(per_run(wrapped, keys))
-        per_run(prefect_cached, keys)  # fill Prefect's cache
-        timings["prefect_hit"].append(per_run(prefect_cached, keys))
+        totals = {phase: [0.0, 0.0] for phase in PHASES}
+        # The phases take turns in small batches, so that each sees the same background: the test server
+        # recording the events of earlier task runs, and whatever else the machine is doing.
+        for start in range(round_no * runs, (round_no + 1) * runs, batch):
+            keys = range(start, min(start + batch, (round_no + 1) * runs))
+            for phase, fn in (("plain", plain), ("first", wrapped), ("skip", wrapped),
+                              (None, prefect_cached), ("prefect_hit", prefect_cached)):
+                wall, cpu = timed(fn, keys)
+                if phase is not None:  # None: the run that fills Prefect's cache
+                    totals[phase][0] += wall
+                    totals[phase][1] += cpu
+        for phase, (wall, cpu) in totals.items():
+            timings[phase].append((wall / runs, cpu / runs))
+        # Let the test server catch up with the round's events before the next round.
+        time.sleep(pause)
 
     bench(round_no=-1)  # warm-up: imports, connections, the server's first queries
     for timing in timings.values():
         timing.clear()
     for round_no in range(rounds):
         bench(round_no=round_no)
-    return {phase: statistics.median(values) for phase, values in timings.items()}
+    return timings
+
+
+def _ratio(timings: Timings, phase: str, base: str, index: int) -> float:
+    # Median of per-round ratios: both phases of a round ran seconds apart, so a load change on a shared
+    # machine between rounds cancels out of each ratio.
+    return statistics.median(a[index] / b[index] for a, b in zip(timings[phase], timings[base], strict=True)) - 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100, help="task runs per phase and round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=10, help="task runs per turn of a phase")
     parser.add_argument("--url", default=f"file://{_scratch / 'checkpoints'}", help="checkpoint store URL")
     parser.add_argument("--durability", choices=["full", "fast"], default="full",
                         help="store durability: full syncs every write to disk (the default), fast does not")
-    parser.add_argument("--pause", type=float, default=2.0, help="seconds between phases (not measured)")
+    parser.add_argument("--pause", type=float, default=2.0, help="seconds between rounds (not measured)")
     args = parser.parse_args(argv)
     client = CheckpointClient(args.url, durability=args.durability)
     with prefect_test_harness(server_startup_timeout=240):
-        result = measure(args.runs, args.rounds, client, args.pause)
-    plain = result["plain"]
-    rows = [
-        ("plain @task", result["plain"], None),
-        ("checkpoint_task, first run", result["first"], result["first"] / plain - 1),
-        ("checkpoint_task, skip run (Cached)", result["skip"], result["skip"] / plain - 1),
-        ("Prefect cache hit (INPUTS)", result["prefect_hit"], result["prefect_hit"] / plain - 1),
-    ]
-    print(f"no-op task, {args.runs} runs x {args.rounds} rounds (median round), "
-          f"store {args.url} (durability {args.durability})")
-    print(f"{'phase':<38}{'ms / task run':>14}{'vs plain':>10}")
-    for name, seconds, delta in rows:
-        print(f"{name:<38}{seconds * 1000:>14.2f}{'' if delta is None else f'{delta:+.1%}':>10}")
-    print(f"skip vs Prefect cache hit: {result['skip'] / result['prefect_hit'] - 1:+.1%}")
+        timings = measure(args.runs, args.rounds, args.batch, client, args.pause)
+    names = {
+        "plain": "plain @task",
+        "first": "checkpoint_task, first run",
+        "skip": "checkpoint_task, skip run (Cached)",
+        "prefect_hit": "Prefect cache hit (INPUTS)",
+    }
+    print(f"no-op task, {args.runs} runs x {args.rounds} rounds (medians over rounds), "
+          f"store {args.url} (durability {args.durability}), load average {os.getloadavg()[0]:.1f}")
+    print(f"{'phase':<38}{'wall ms/run':>12}{'vs plain':>10}{'CPU ms/run':>12}{'vs plain':>10}")
+    for phase in PHASES:
+        wall = statistics.median(t[0] for t in timings[phase]) * 1000
+        cpu = statistics.median(t[1] for t in timings[phase]) * 1000
+        if phase == "plain":
+            print(f"{names[phase]:<38}{wall:>12.2f}{'':>10}{cpu:>12.2f}{'':>10}")
+        else:
+            print(f"{names[phase]:<38}{wall:>12.2f}{_ratio(timings, phase, 'plain', 0):>+10.1%}"
+                  f"{cpu:>12.2f}{_ratio(timings, phase, 'plain', 1):>+10.1%}")
+    print(f"skip vs Prefect cache hit: wall {_ratio(timings, 'skip', 'prefect_hit', 0):+.1%}, "
+          f"CPU {_ratio(timings, 'skip', 'prefect_hit', 1):+.1%}")
     return 0
 
 
