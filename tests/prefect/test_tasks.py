@@ -662,3 +662,17 @@ def test_calling_fn_inside_another_task_is_a_plain_call(store_url: str, client: 
     assert pipeline() == [{"n": 1}, {"n": 1}]
     record = client.get(NS, "inner/1")
     assert record is not None and record.status == "done" and not (record.owner_run_id or "").startswith("prefect:")
+
+
+@pytest.mark.parametrize("options", [{"namespace": ""}, {"namespace": "a b"}, {"on_busy": "later"},
+                                     {"on_failure": "retry"}, {"key": 42}])
+def test_bad_options_fail_where_they_are_written(options: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgumentError):
+        checkpoint_task(**options)
+
+    @checkpoint_task(namespace=NS, key="k/{n}")
+    def fine(n: int) -> int:
+        return n
+
+    with pytest.raises(InvalidArgumentError):
+        fine.with_options(**options)
