@@ -40,6 +40,9 @@ from typing import Any
 # A first run creates Prefect's local database, which takes longer than Prefect's default wait for its
 # ephemeral server on a small machine. Set before Prefect reads its settings.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+# The temporary server's own errors (telemetry it cannot send offline, events it had not flushed when it is
+# stopped at exit) are about Prefect's bookkeeping, not this run's results; set the variable to see them.
+os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
 from mooncat_checkpoint import CheckpointClient, CheckpointError, Status
 from mooncat_prefect import checkpoint_task
