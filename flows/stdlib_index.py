@@ -45,7 +45,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
 from mooncat_checkpoint import CheckpointClient, CheckpointError, Status
-from mooncat_prefect import checkpoint_task
+from mooncat_prefect import checkpoint_task, count_skipped
 from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -129,6 +129,7 @@ def stdlib_index(root: str | None = None, url: str | None = None, limit: int | N
     todo = [key for key in paths_by_key if key not in done]
 
     indexer = index_file.with_options(url=client.shareable_url)
+    count_skipped(indexer, len(done))  # in the run's summary artifact, beside the task runs that ran
     futures = indexer.map(
         path=[paths_by_key[key][0] for key in todo],
         digest=todo,

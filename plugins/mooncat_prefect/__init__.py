@@ -13,7 +13,7 @@ another flow run, an Airflow task or a TypeScript job sharing the store.
 
 from mooncat_checkpoint import StepBusyError, StepFailedError
 
-from .artifacts import ARTIFACT_KEY
+from .artifacts import ARTIFACT_KEY, count_skipped
 from .results import RESULT_REF_PREFIX, ResultMissingError, ResultUnavailableError
 from .tasks import CheckpointOptions, CheckpointTask, checkpoint_task
 
@@ -27,4 +27,5 @@ __all__ = [
     "StepBusyError",
     "StepFailedError",
     "checkpoint_task",
+    "count_skipped",
 ]

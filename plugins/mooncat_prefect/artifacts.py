@@ -39,16 +39,29 @@ _counts: dict[UUID, dict[str, dict[Outcome, int]]] = {}
 _HOOKED = "__mooncat_summary_hook__"
 
 
-def record(flow_run_id: UUID | None, task_name: str, outcome: Outcome) -> None:
-    """Count one task run's outcome, and make sure its flow run writes the summary when it ends."""
+def record(flow_run_id: UUID | None, task_name: str, outcome: Outcome, count: int = 1) -> None:
+    """Count task runs' outcomes, and make sure their flow run writes the summary when it ends."""
     if flow_run_id is None:
         return  # a task called outside any flow: there is no flow run to attach a summary to
     with _lock:
         per_task = _counts.get(flow_run_id)
         if per_task is None:
             per_task = _counts[flow_run_id] = defaultdict(lambda: dict.fromkeys(Outcome, 0))
-        per_task[task_name][outcome] += 1
+        per_task[task_name][outcome] += count
     _ensure_hook()
+
+
+def count_skipped(task: Any, count: int) -> None:
+    """Count keys of `task` that the flow itself found done (e.g. with one `get_many`) and so never
+    submitted, so the flow run's summary shows them as skipped like the task runs that ended Cached."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be a whole number >= 0, got {count!r}")
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        raise RuntimeError("count_skipped is called from inside a flow run")
+    name = task if isinstance(task, str) else task.name
+    if count:
+        record(ctx.flow_run.id, name, Outcome.SKIPPED, count)
 
 
 def summary_rows(flow_run_id: UUID) -> list[dict[str, Any]]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from mooncat_checkpoint import CheckpointClient
+from mooncat_prefect import ARTIFACT_KEY
+from prefect.artifacts import Artifact
 
 FLOW_FILE = Path(__file__).resolve().parents[2] / "flows" / "stdlib_index.py"
 
@@ -59,6 +62,10 @@ def test_rerun_skips_every_file_and_partial_runs_resume(
     again = pipeline.stdlib_index(root=str(source_tree), url=store_url)
     assert (again["indexed"], again["skipped"], again["failed"]) == (0, 4, 0)
     assert "0 indexed now, 4 skipped (already done)" in caplog.text
+    # Keys found done up front never become task runs, yet the run's summary artifact counts them.
+    artifact = Artifact.get(ARTIFACT_KEY)
+    assert artifact is not None
+    assert json.loads(artifact.data) == [{"task": "index_file", "ran": 0, "skipped": 4, "failed": 0}]
 
     with CheckpointClient(store_url) as client:
         key = pipeline.content_key((source_tree / "b.py").read_bytes())

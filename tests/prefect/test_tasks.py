@@ -676,3 +676,17 @@ def test_bad_options_fail_where_they_are_written(options: dict[str, Any]) -> Non
 
     with pytest.raises(InvalidArgumentError):
         fine.with_options(**options)
+
+
+def test_count_skipped_checks_its_arguments_and_needs_a_flow_run() -> None:
+    from mooncat_prefect import count_skipped
+
+    with pytest.raises(RuntimeError, match="inside a flow run"):
+        count_skipped("some_task", 1)
+
+    @flow
+    def bad_count() -> None:
+        count_skipped("some_task", -1)
+
+    with pytest.raises(ValueError, match="whole number"):
+        bad_count()
