@@ -206,6 +206,15 @@ def test_connection_form_test_button_reaches_the_store(api: Any, tmp_path: Path)
     bad = {"connection_id": "mooncat_form", "conn_type": "mooncat", "extra": json.dumps({"url": "nope://x"})}
     assert api.post("/api/v2/connections/test", json=bad, headers=headers).json()["status"] is False
 
+    # A default namespace the library refuses, and a misspelt key, fail the button with the reason.
+    for extra, reason in (
+        ({"url": url, "namespace": "a/b"}, "may contain only letters, digits"),
+        ({"url": url, "namepsace": "ns"}, "did you mean 'namespace'?"),
+    ):
+        body = {"connection_id": "mooncat_form", "conn_type": "mooncat", "extra": json.dumps(extra)}
+        answer = api.post("/api/v2/connections/test", json=body, headers=headers).json()
+        assert answer["status"] is False and reason in answer["message"], answer
+
 
 def test_connection_type_and_form_fields_are_registered() -> None:
     from airflow.providers_manager import ProvidersManager

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
+import json
 import os
 import threading
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,13 +25,107 @@ _PROBE_NAMESPACE = "mooncat-connection-test"
 _PROBE_KEY = "probe"
 
 
-def _extra_value(extra: dict[str, Any], name: str) -> Any:
-    # Forms of older Airflow versions stored custom fields as ``extra__<conn_type>__<name>``;
-    # accept both spellings so a connection exported from either works.
-    value = extra.get(name)
-    if value in (None, ""):
-        value = extra.get(f"extra__mooncat__{name}")
-    return None if value in (None, "") else value
+_EXTRA_FIELDS = ("url", "namespace", "durability")
+# Forms of older Airflow versions stored custom fields as ``extra__<conn_type>__<name>``; both spellings
+# are accepted so a connection exported from either works.
+_LEGACY_PREFIX = "extra__mooncat__"
+# Generic fields the form hides; a value in one of them would otherwise be silently ignored.
+_UNUSED_FIELDS = ("login", "password", "schema", "port")
+
+
+class InvalidConnectionError(ValueError):
+    """A ``mooncat`` connection that cannot be used as written; raised before the store is touched."""
+
+
+def _read_extra(conn: Connection, where: str) -> dict[str, Any]:
+    raw = conn.extra
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return {}
+    # Not extra_dejson: it logs bad JSON and returns {}, which would quietly drop every setting.
+    try:
+        extra = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError as exc:
+        raise InvalidConnectionError(f"{where}: extra is not valid JSON ({exc})") from None
+    if not isinstance(extra, dict):
+        raise InvalidConnectionError(f"{where}: extra must be a JSON object, got {type(extra).__name__}")
+    return extra
+
+
+def _extra_fields(extra: dict[str, Any], where: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    unknown: list[str] = []
+    for name, value in extra.items():
+        field = name[len(_LEGACY_PREFIX) :] if name.startswith(_LEGACY_PREFIX) else name
+        if field not in _EXTRA_FIELDS:
+            unknown.append(name)
+            continue
+        if value is None:  # a blank form field
+            continue
+        if field in values and values[field] != value:
+            raise InvalidConnectionError(
+                f"{where}: extra sets {field!r} twice with different values ({values[field]!r} and {value!r})"
+            )
+        values[field] = value
+    if unknown:
+        hints = []
+        for name in sorted(unknown):
+            close = difflib.get_close_matches(name.removeprefix(_LEGACY_PREFIX), _EXTRA_FIELDS, n=1)
+            hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+        raise InvalidConnectionError(
+            f"{where}: unknown key(s) in extra: {', '.join(hints)}; the known keys are "
+            f"{', '.join(map(repr, _EXTRA_FIELDS))}"
+        )
+    return values
+
+
+def _check_url(url: Any, where: str, field: str) -> str:
+    from mooncat_checkpoint import CheckpointError, resolve_url
+    from mooncat_checkpoint.config import parse_url
+
+    try:
+        # The library's own checks and messages: resolve_url refuses an empty or non-string URL,
+        # parse_url an unsupported scheme or a malformed path.
+        resolved = resolve_url(url)
+        parse_url(resolved.url, resolved.base_dir)
+    except CheckpointError as exc:
+        raise InvalidConnectionError(f"{where}: {field}: {exc}") from None
+    return resolved.url
+
+
+def _check_namespace(namespace: Any, where: str) -> str:
+    from mooncat_checkpoint import CheckpointError
+    from mooncat_checkpoint.keys import check_namespace
+
+    try:
+        return check_namespace(namespace)
+    except CheckpointError as exc:
+        raise InvalidConnectionError(f"{where}: extra 'namespace': {exc}") from None
+
+
+def _check_durability(value: Any, where: str) -> str:
+    if value not in ("full", "fast"):
+        raise InvalidConnectionError(f"{where}: extra 'durability' must be 'full' or 'fast', got {value!r}")
+    return str(value)
+
+
+def _validated_settings(conn: Connection) -> tuple[str | None, str | None, str]:
+    where = f"Connection {conn.conn_id!r}"
+    unused = [name for name in _UNUSED_FIELDS if getattr(conn, name, None) not in (None, "")]
+    if unused:
+        raise InvalidConnectionError(
+            f"{where}: field(s) {', '.join(unused)} are not used by a mooncat connection; put everything "
+            "the store needs (credentials included) into the store URL in extra 'url'"
+        )
+    values = _extra_fields(_read_extra(conn, where), where)
+    url = _check_url(values["url"], where, "extra 'url'") if "url" in values else None
+    if conn.host not in (None, ""):
+        host_url = _check_url(conn.host, where, "host")
+        if url is not None and url != host_url:
+            raise InvalidConnectionError(f"{where}: host {conn.host!r} and extra 'url' {url!r} name different stores")
+        url = host_url
+    namespace = _check_namespace(values["namespace"], where) if "namespace" in values else None
+    durability = _check_durability(values["durability"], where) if "durability" in values else "full"
+    return url, namespace, durability
 
 
 class CheckpointHook(BaseHook):
@@ -39,8 +135,11 @@ class CheckpointHook(BaseHook):
     The connection's ``extra`` holds ``url`` (the store URL), ``namespace`` (the default namespace) and
     optionally ``durability`` (``full``, the default, or ``fast``: fewer disk syncs per write),
     e.g. ``AIRFLOW_CONN_MOONCAT_DEFAULT='{"conn_type": "mooncat", "extra": {"url": "sqlite:///x.db"}}'``.
-    A URL in ``host`` is accepted too. When the connection does not exist, or names no URL, the
-    library's own resolution applies (``MOONCAT_CHECKPOINT_URL``, the nearest
+    A URL in ``host`` is accepted too. Every field is checked when the connection is read, with the
+    library's own rules: a bad URL, namespace or durability, an unknown key in ``extra`` (a typo such as
+    ``namepsace``) or a value in a field the connection does not use raises
+    :class:`InvalidConnectionError` (``test_connection`` reports it). When the connection does not
+    exist, or names no URL, the library's own resolution applies (``MOONCAT_CHECKPOINT_URL``, the nearest
     ``mooncat-checkpoint.config.json``, then ``file://./.mooncat/checkpoints``), so a DAG works the
     same way a plain script does.
 
@@ -64,11 +163,9 @@ class CheckpointHook(BaseHook):
     def _settings_from(conn: Connection | None) -> tuple[str | None, str | None, str]:
         if conn is None:
             return None, None, "full"
-        extra = conn.extra_dejson or {}
-        url = _extra_value(extra, "url")
-        if url is None and conn.host and "://" in conn.host:
-            url = conn.host
-        return url, _extra_value(extra, "namespace"), str(_extra_value(extra, "durability") or "full")
+        # Every field is checked up front, so a typo fails the Test button and the task that uses the
+        # connection, instead of silently falling back to a default.
+        return _validated_settings(conn)
 
     def _connection_settings(self) -> tuple[str | None, str | None, str]:
         if self._settings is None:
@@ -108,7 +205,10 @@ class CheckpointHook(BaseHook):
 
     def resolve_namespace(self, namespace: str | None) -> str:
         """Return ``namespace``, or the connection's default; fail clearly when neither is set."""
-        resolved = namespace or self.default_namespace
+        # Read (and so check) the connection even when the task names its namespace: a broken connection
+        # must fail the task that uses it, not only the ones that rely on its default.
+        default = self.default_namespace
+        resolved = namespace or default
         if not resolved:
             raise ValueError(
                 f"No checkpoint namespace: pass namespace=... or set 'namespace' in the extra of "
@@ -171,11 +271,15 @@ class CheckpointHook(BaseHook):
             self._client = None
 
     def test_connection(self) -> tuple[bool, str]:
-        """Open the store and read one key; report the URL in use and where it came from."""
+        """Check every field, open the store and read one key in the default namespace; report what is used."""
         try:
+            namespace = self.default_namespace
             client = self.get_conn()
-            client.get(_PROBE_NAMESPACE, _PROBE_KEY)
-            return True, f"Connected to {client.url} (from {client.url_source})"
+            # A read in the connection's own namespace lets the store apply its limits too (the file
+            # store caps a namespace at a folder name's length); the key is one nobody writes.
+            client.get(namespace or _PROBE_NAMESPACE, _PROBE_KEY)
+            where = f"namespace {namespace!r}" if namespace else "no default namespace"
+            return True, f"Connected to {client.url} (from {client.url_source}); {where}"
         except Exception as exc:  # reported to the UI rather than raised
             return False, f"{type(exc).__name__}: {exc}"
         finally:

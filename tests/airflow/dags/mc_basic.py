@@ -215,3 +215,14 @@ with DAG("mc_env_conn_default_ns", schedule=None, start_date=START, catchup=Fals
         key="label/{label}",
         mooncat_conn_id="mooncat_with_namespace",
     )
+
+with DAG("mc_typo_conn", schedule=None, start_date=START, catchup=False) as mc_typo_conn:
+    # Names its own namespace; everything else comes from a connection a test defines.
+    CheckpointOperator(
+        task_id="work",
+        python_callable=work,
+        op_kwargs={"marker": MARKER, "label": "typo"},
+        namespace=NS,
+        key="typo/one",
+        mooncat_conn_id="mooncat_typo",
+    )
