@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -316,3 +317,76 @@ def test_rendered_fields_hold_the_resolved_namespace_and_key(namespace: str, mar
     )
     assert fields["checkpoint_key"] == f"label/{namespace}"
     assert fields["checkpoint_namespace"] == "default-ns"
+
+
+def _count_claims(monkeypatch: Any, namespace: str, guard: threading.Lock | None = None) -> list[float]:
+    """Record every claim the task makes in this namespace (the task runs in this process under dag.test)."""
+    from mooncat_checkpoint import CheckpointClient
+
+    looks: list[float] = []
+    real_claim = CheckpointClient.claim
+
+    def claim(self: Any, ns: str, *args: Any, **kwargs: Any) -> Any:
+        if ns == namespace:
+            with guard or contextlib.nullcontext():
+                looks.append(time.monotonic())
+        return real_claim(self, ns, *args, **kwargs)
+
+    monkeypatch.setattr(CheckpointClient, "claim", claim)
+    return looks
+
+
+def test_poke_wait_looks_at_the_busy_key_only_every_poll_interval(
+    namespace: str, marker: Path, client: Any, monkeypatch: Any
+) -> None:
+    held = client.claim(namespace, "busy/one", owner_run_id="elsewhere", lease_ms=120_000)
+    looks = _count_claims(monkeypatch, namespace)
+    run = run_dag(mc_basic.mc_poke_slow, conf(namespace, marker))
+    assert ti_states(run)[("work", -1)] == "failed"
+    # poll_interval=30 within busy_timeout=3: the first look, then one more when the timeout is up.
+    # The library's own backoff would have looked about ten times.
+    assert len(looks) == 2, looks
+    record = client.get(namespace, "busy/one")
+    assert record.owner_run_id == "elsewhere" and record.lease_token == held.lease_token
+    assert calls(marker) == []
+
+
+def test_poke_wait_looks_again_when_the_holder_s_lease_ends(
+    namespace: str, marker: Path, client: Any, monkeypatch: Any
+) -> None:
+    held = client.claim(namespace, "busy/one", owner_run_id="crashed-worker", lease_ms=1_500)
+    guard = threading.Lock()
+    looks = _count_claims(monkeypatch, namespace, guard)
+    stop = threading.Event()
+
+    def keep_alive_until_the_task_looked() -> None:
+        # The holder renews its lease until the task has found the key busy, then stops as a crashed
+        # worker would, so the lease ends while the task is waiting. The guard keeps a renewal from
+        # slipping in between the task's first look and its reading of the lease end.
+        while not stop.wait(0.2):
+            with guard:
+                if looks:
+                    return
+                client.touch(namespace, "busy/one", held.lease_token, 1_500)
+
+    keeper = threading.Thread(target=keep_alive_until_the_task_looked)
+    keeper.start()
+    try:
+        run = run_dag(mc_basic.mc_poke_long_interval, conf(namespace, marker))
+    finally:
+        stop.set()
+        keeper.join()
+    assert str(run.state) == "success"
+    assert calls(marker) == ["after-expiry"]
+    assert len(looks) == 2, looks  # busy, then claimed right after the lease ended, not 600 s later
+    record = client.get(namespace, "busy/one")
+    assert record.status == "done" and record.attempts == 2
+
+
+def test_bad_poll_interval_or_busy_timeout_is_refused_when_the_dag_is_built() -> None:
+    import pytest
+    from mooncat_airflow import CheckpointOperator
+
+    for bad in ({"poll_interval": 0}, {"poll_interval": -1}, {"poll_interval": True}, {"busy_timeout": -2}):
+        with pytest.raises(ValueError, match=r"poll_interval|busy_timeout"):
+            CheckpointOperator(task_id="bad", python_callable=lambda: None, namespace="ns", key="k", **bad)

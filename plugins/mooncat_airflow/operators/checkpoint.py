@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import logging
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, TypeVar, cast, get_args
 
@@ -32,7 +33,7 @@ from mooncat_airflow.utils.context import is_last_try, key_uses_map_index, map_i
 if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
-    from mooncat_checkpoint import Checkpoint, Step
+    from mooncat_checkpoint import Checkpoint, Step, StepFailedError
 
 OnDone = Literal["return", "skip"]
 OnBusy = Literal["wait", "fail"]
@@ -48,6 +49,11 @@ def _check_choice(name: str, value: str, allowed: Any) -> None:
     choices = get_args(allowed)
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+
+
+def _is_seconds(value: object) -> bool:
+    # bool is an int, but True seconds is a mistake, not an interval.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def failed_record_message(namespace: str, key: str, error: str | None) -> str:
@@ -120,6 +126,12 @@ class CheckpointMixin:
         _check_choice("busy_mode", checkpoint_busy_mode, BusyMode)
         _check_choice("on_error", checkpoint_on_error, OnError)
         _check_choice("on_failed_record", checkpoint_on_failed_record, OnFailedRecord)
+        if not _is_seconds(checkpoint_poll_interval) or not checkpoint_poll_interval > 0:
+            raise ValueError(f"poll_interval must be a positive number of seconds, not {checkpoint_poll_interval!r}")
+        if checkpoint_busy_timeout is not None and (
+            not _is_seconds(checkpoint_busy_timeout) or not checkpoint_busy_timeout >= 0
+        ):
+            raise ValueError(f"busy_timeout must be None or a number of seconds >= 0, not {checkpoint_busy_timeout!r}")
         if not (isinstance(checkpoint_key, str) and checkpoint_key) and not callable(checkpoint_key):
             raise ValueError("checkpoint key must be a non-empty string template or a callable")
         super().__init__(**kwargs)
@@ -275,47 +287,85 @@ class CheckpointMixin:
     ) -> Any:
         from mooncat_checkpoint import StepBusyError, StepFailedError
 
-        # Only the in-worker poke wait is left to the library; the other busy strategies need the
-        # busy answer back so they can defer, reschedule or fail. A resumed wrapped operator cannot
-        # start over through our own deferral, so it only waits in the worker.
+        # A resumed wrapped operator cannot start over through our own deferral, so it only waits in
+        # the worker.
         wait_here = self.checkpoint_on_busy == "wait" and (
             work is not None or (self.checkpoint_busy_mode == "poke" and not self.checkpoint_deferrable)
         )
+        timeout = self.checkpoint_busy_timeout
+        deadline = time.monotonic() + timeout if wait_here and timeout is not None else None
         client = self.checkpoint_hook.get_shared_conn()
-        step = client.step(
-            namespace,
-            key,
-            owner_run_id=owner_run_id(context),
-            lease_ms=self.checkpoint_lease_ms,
-            on_busy="wait" if wait_here else "raise",
-            wait_timeout=self.checkpoint_busy_timeout if wait_here else None,
-            on_error="abandon",
-            heartbeat=True,
-        )
-        try:
-            outcome = step.acquire()
-        except StepFailedError as exc:
-            record = exc.checkpoint
-            if self.checkpoint_on_failed_record == "reset" and not after_reset:
-                self._checkpoint_log.warning(
-                    "Checkpoint %s/%s was failed (%s); resetting and running again",
-                    namespace,
-                    key,
-                    record.error if record is not None else "",
+        while True:
+            # The poke wait is ours, not the library's backoff (which looks up to every 2 s): poll_interval
+            # is the user's bound on how often a waiting task reads the store, as in the reschedule and
+            # deferrable modes.
+            step = client.step(
+                namespace,
+                key,
+                owner_run_id=owner_run_id(context),
+                lease_ms=self.checkpoint_lease_ms,
+                on_busy="raise",
+                on_error="abandon",
+                heartbeat=True,
+            )
+            try:
+                outcome = step.acquire()
+            except StepBusyError as exc:
+                pause = self._checkpoint_next_look(exc.checkpoint, deadline) if wait_here else None
+                if pause is None:
+                    return self._checkpoint_busy(context, namespace, key, exc.checkpoint, timed_out=wait_here)
+                holder = exc.checkpoint.owner_run_id if exc.checkpoint is not None else "another owner"
+                self._checkpoint_log.info(
+                    "Checkpoint %s/%s is held by %s; looking again in %.1fs", namespace, key, holder, pause
                 )
-                client.reset(namespace, key)
-                return self._checkpoint_run(context, namespace, key, after_reset=True, work=work)
-            raise AirflowFailException(
-                failed_record_message(namespace, key, record.error if record is not None else None)
-            ) from exc
-        except StepBusyError as exc:
-            return self._checkpoint_busy(context, namespace, key, exc.checkpoint, timed_out=wait_here)
+                time.sleep(pause)
+                continue
+            except StepFailedError as exc:
+                return self._checkpoint_failed_record(context, namespace, key, exc, after_reset, work)
+            break
         if outcome == "done":
             done = step.checkpoint
             return self._checkpoint_finished(
                 namespace, key, step.result, done.owner_run_id if done is not None else None
             )
         return self._checkpoint_claimed(context, step, work)
+
+    def _checkpoint_failed_record(
+        self,
+        context: Context,
+        namespace: str,
+        key: str,
+        exc: StepFailedError,
+        after_reset: bool,
+        work: Callable[[], Any] | None,
+    ) -> Any:
+        record = exc.checkpoint
+        if self.checkpoint_on_failed_record == "reset" and not after_reset:
+            self._checkpoint_log.warning(
+                "Checkpoint %s/%s was failed (%s); resetting and running again",
+                namespace,
+                key,
+                record.error if record is not None else "",
+            )
+            self.checkpoint_hook.get_shared_conn().reset(namespace, key)
+            return self._checkpoint_run(context, namespace, key, after_reset=True, work=work)
+        raise AirflowFailException(
+            failed_record_message(namespace, key, record.error if record is not None else None)
+        ) from exc
+
+    def _checkpoint_next_look(self, record: Checkpoint | None, deadline: float | None) -> float | None:
+        """Seconds until the next look at a busy key, or None when the wait has timed out."""
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return None
+        pause = self.checkpoint_poll_interval
+        if record is not None and record.lease_until is not None:
+            # Look again right after the holder's lease ends: an abandoned key is taken over promptly
+            # however long the interval.
+            pause = min(pause, max(record.lease_until / 1000 - time.time(), 0.0) + 0.05)
+        if deadline is not None:
+            pause = min(pause, deadline - now)
+        return max(pause, 0.0)
 
     def _checkpoint_finished(self, namespace: str, key: str, result: Any, owner: str | None) -> Any:
         if self.checkpoint_on_done == "skip":
@@ -460,8 +510,11 @@ class CheckpointOperator(CheckpointMixin, PythonOperator):
     :param on_busy: ``"wait"`` or ``"fail"`` when another owner holds a live lease.
     :param busy_mode: how to wait without deferring: ``"poke"`` (in the worker) or ``"reschedule"``.
     :param deferrable: wait on the triggerer instead.
-    :param poll_interval: seconds between looks while waiting.
-    :param busy_timeout: give up waiting after this many seconds (the try then fails).
+    :param poll_interval: seconds between looks at a busy key while waiting, in every mode (poke: sleeps
+        in the worker; reschedule: the reschedule delay; deferrable: the trigger's interval). A look also
+        happens as soon as the holder's lease ends, so an abandoned key is taken over promptly.
+    :param busy_timeout: give up waiting after this many seconds (the try then fails); in poke mode and
+        deferrable mode. ``None``: wait as long as Airflow lets the task run.
     :param on_error: on the last try: ``"fail"`` records failed, ``"release"`` lets a later run retry.
     :param on_failed_record: ``"raise"`` (explain how to reset) or ``"reset"`` and run again.
     :param lease_ms: lease length; renewed in the background while the callable runs.

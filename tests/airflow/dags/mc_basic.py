@@ -226,3 +226,27 @@ with DAG("mc_typo_conn", schedule=None, start_date=START, catchup=False) as mc_t
         key="typo/one",
         mooncat_conn_id="mooncat_typo",
     )
+
+with DAG("mc_poke_slow", schedule=None, start_date=START, catchup=False) as mc_poke_slow:
+    # Looks at a busy key every 30 s at most; gives up after 3 s.
+    CheckpointOperator(
+        task_id="work",
+        python_callable=work,
+        op_kwargs={"marker": MARKER, "label": "poke-slow"},
+        namespace=NS,
+        key="busy/one",
+        poll_interval=30,
+        busy_timeout=3,
+    )
+
+with DAG("mc_poke_long_interval", schedule=None, start_date=START, catchup=False) as mc_poke_long_interval:
+    # An interval far longer than the test: only the look at the holder's lease end can finish it.
+    CheckpointOperator(
+        task_id="work",
+        python_callable=work,
+        op_kwargs={"marker": MARKER, "label": "after-expiry"},
+        namespace=NS,
+        key="busy/one",
+        poll_interval=600,
+        busy_timeout=60,
+    )
