@@ -46,3 +46,32 @@ def xcom(dag_run: Any, task_id: str, map_index: int = -1, key: str = "return_val
 
 def calls(marker: Path) -> list[str]:
     return marker.read_text(encoding="utf-8").splitlines() if marker.exists() else []
+
+
+def reschedules(dag_id: str, task_id: str) -> list[tuple[dt.datetime, dt.datetime]]:
+    """(start_date, reschedule_date) of every reschedule Airflow recorded for the task in its current run."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(TaskReschedule.start_date, TaskReschedule.reschedule_date)
+            .join(TaskInstance, TaskInstance.id == TaskReschedule.ti_id)
+            .where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id)
+            .order_by(TaskReschedule.id)
+        ).all()
+    return [(start, when) for start, when in rows]
+
+
+def wait_for_reschedule(dag_id: str, task_id: str, stop: Any, limit: float = 120.0) -> bool:
+    """Block until the task has been rescheduled at least once (or ``stop`` is set, or ``limit`` passes)."""
+    import time
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and not stop.is_set():
+        if reschedules(dag_id, task_id):
+            return True
+        time.sleep(0.1)
+    return False

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import mc_basic
-from support import calls, run_dag, ti_states, xcom
+from support import calls, reschedules, run_dag, ti_states, xcom
 
 
 def conf(namespace: str, marker: Path, **extra: Any) -> dict[str, Any]:
@@ -177,11 +177,34 @@ def test_busy_key_with_on_busy_fail_fails_without_running(namespace: str, marker
 
 
 def test_busy_key_in_reschedule_mode_runs_once_the_lease_expires(namespace: str, marker: Path, client: Any) -> None:
-    client.claim(namespace, "busy/one", owner_run_id="crashed-worker", lease_ms=1_500)
-    run = run_dag(mc_basic.mc_reschedule, conf(namespace, marker))
+    held = client.claim(namespace, "busy/one", owner_run_id="crashed-worker", lease_ms=1_500)
+    stop = threading.Event()
+    saw_reschedule: list[bool] = []
+
+    def crash_after_the_first_reschedule() -> None:
+        # The holder keeps its lease alive until Airflow has recorded a reschedule of the task, then
+        # stops renewing as a crashed worker would; a lease left to expire on a timer could run out
+        # before the task's first look, and the task would then claim without being rescheduled.
+        while not stop.is_set():
+            if reschedules("mc_reschedule", "work"):
+                saw_reschedule.append(True)
+                return
+            client.touch(namespace, "busy/one", held.lease_token, 1_500)
+            stop.wait(0.1)
+
+    keeper = threading.Thread(target=crash_after_the_first_reschedule)
+    keeper.start()
+    try:
+        run = run_dag(mc_basic.mc_reschedule, conf(namespace, marker))
+    finally:
+        stop.set()
+        keeper.join()
+    assert saw_reschedule == [True]
     assert str(run.state) == "success"
     assert calls(marker) == ["rescheduled"]
     assert client.get(namespace, "busy/one").status == "done"
+    recorded = reschedules("mc_reschedule", "work")
+    assert recorded and all(when > start for start, when in recorded)
 
 
 def test_failed_record_is_reset_and_rerun_when_configured(namespace: str, marker: Path, client: Any) -> None:

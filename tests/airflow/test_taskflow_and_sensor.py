@@ -9,7 +9,7 @@ from typing import Any
 
 import mc_sensor
 import mc_taskflow
-from support import calls, run_dag, ti_states, xcom
+from support import calls, reschedules, run_dag, ti_states, wait_for_reschedule, xcom
 
 
 def test_mapped_task_with_reversed_input_keeps_each_result_with_its_input(
@@ -107,9 +107,13 @@ def test_key_built_from_the_map_index_warns(namespace: str, capfd: Any, caplog: 
 
 def test_sensor_in_reschedule_mode_frees_the_worker_until_the_key_is_done(namespace: str, client: Any) -> None:
     held = client.claim(namespace, "slow", owner_run_id="writer")
+    stop = threading.Event()
+    saw_reschedule: list[bool] = []
 
     def finish() -> None:
-        time.sleep(1.0)
+        # Only once Airflow has recorded a reschedule: finishing on a timer could beat the first poke,
+        # and the sensor would then succeed without ever being rescheduled.
+        saw_reschedule.append(wait_for_reschedule("mc_sensor_reschedule", "wait", stop))
         client.done(namespace, "slow", held.lease_token, {"rows": 5})
 
     thread = threading.Thread(target=finish)
@@ -117,9 +121,24 @@ def test_sensor_in_reschedule_mode_frees_the_worker_until_the_key_is_done(namesp
     try:
         run = run_dag(mc_sensor.mc_sensor_reschedule, _sensor_conf(namespace, "slow"))
     finally:
+        stop.set()
         thread.join()
+    assert saw_reschedule == [True]
     assert str(run.state) == "success"
     assert xcom(run, "wait") == {"rows": 5}
+    recorded = reschedules("mc_sensor_reschedule", "wait")
+    assert recorded, "no reschedule was recorded"
+    assert all(when > start for start, when in recorded)
+    # Rescheduled pokes are one try: the worker slot was given back, no retry was used up.
+    assert _try_number(run, "wait") == 1
+
+
+def _try_number(dag_run: Any, task_id: str) -> int:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        (ti,) = [ti for ti in dag_run.get_task_instances(session=session) if ti.task_id == task_id]
+        return int(ti.try_number)
 
 
 # Audit events of file-system and database work: any of them on the event loop's thread would block the
