@@ -413,3 +413,48 @@ def test_bad_poll_interval_or_busy_timeout_is_refused_when_the_dag_is_built() ->
     for bad in ({"poll_interval": 0}, {"poll_interval": -1}, {"poll_interval": True}, {"busy_timeout": -2}):
         with pytest.raises(ValueError, match=r"poll_interval|busy_timeout"):
             CheckpointOperator(task_id="bad", python_callable=lambda: None, namespace="ns", key="k", **bad)
+
+
+def test_sigterm_to_the_task_process_releases_the_claim_at_once(
+    namespace: str, marker: Path, client: Any, tmp_path: Path
+) -> None:
+    """Airflow ends a task by sending SIGTERM to the process running it; the task runner's handler calls
+    on_kill. The claim must go at once: not when the lease (two minutes here) runs out, not at exit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve().parent
+    script = (
+        "import sys\n"
+        f"sys.path[:0] = [{str(here / 'dags')!r}, {str(here)!r}]\n"
+        "import mc_basic\n"
+        "from support import run_dag\n"
+        f"run_dag(mc_basic.mc_killable, {{'ns': {namespace!r}, 'marker': {str(marker)!r}}})\n"
+    )
+    log = (tmp_path / "task.log").open("w", encoding="utf-8")
+    # The environment carries this session's AIRFLOW_HOME, metadata database and connections.
+    task = subprocess.Popen([sys.executable, "-c", script], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while not (calls(marker) and client.get(namespace, "long/one") is not None):
+            assert task.poll() is None, (tmp_path / "task.log").read_text(encoding="utf-8")[-3000:]
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.1)
+        claim = client.get(namespace, "long/one")
+        assert claim.status == "claimed" and claim.owner_run_id.endswith("/work/-1/1")
+
+        os.kill(task.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30  # far less than the lease
+        while client.get(namespace, "long/one") is not None:
+            assert time.monotonic() < deadline, "SIGTERM did not release the claim"
+            time.sleep(0.05)
+        # Released by the handler while the process still runs, not by its exit.
+        assert task.poll() is None
+    finally:
+        if task.poll() is None:
+            task.kill()  # what Airflow's supervisor does once its grace period is over
+        task.wait(timeout=60)
+        log.close()
+    assert calls(marker) == ["started"]

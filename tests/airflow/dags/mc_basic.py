@@ -250,3 +250,25 @@ with DAG("mc_poke_long_interval", schedule=None, start_date=START, catchup=False
         poll_interval=600,
         busy_timeout=60,
     )
+
+
+def linger(marker: str, label: str) -> str:
+    """Say it started, then work far longer than any test waits; only a kill ends it early."""
+    import time
+
+    with Path(marker).open("a", encoding="utf-8") as fh:
+        fh.write(f"{label}\n")
+    for _ in range(1200):
+        time.sleep(0.1)
+    return label
+
+
+with DAG("mc_killable", schedule=None, start_date=START, catchup=False) as mc_killable:
+    CheckpointOperator(
+        task_id="work",
+        python_callable=linger,
+        op_kwargs={"marker": MARKER, "label": "started"},
+        namespace=NS,
+        key="long/one",
+        lease_ms=120_000,
+    )
