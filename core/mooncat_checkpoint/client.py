@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import secrets
+import shlex
 import threading
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -73,6 +75,12 @@ def _status(value: object) -> Status | None:
         ) from None
 
 
+def doctor_command(location: StoreLocation) -> str:
+    """The doctor command for this store, with `--url` (see StepFailedError for why always)."""
+    url = location.command_url
+    return "mooncat-checkpoint doctor" + ("" if url is None else f" --url {shlex.quote(url)}")
+
+
 class ClientCore:
     """Everything both fronts share: where the store is, argument checks, and the plans they run."""
 
@@ -89,6 +97,8 @@ class ClientCore:
         if durability not in ("full", "fast"):
             raise InvalidArgumentError(f"durability must be 'full' or 'fast', got {durability!r}")
         self.durability = durability
+        # Travels with a pickled client, so that its copies in this process open the same memory store.
+        self.memory_id = secrets.token_hex(16) if self.location.scheme == "memory" else None
 
     @staticmethod
     def target(namespace: str, key: str) -> tuple[str, str]:
@@ -170,9 +180,15 @@ class ClientCore:
 
     @staticmethod
     def _keys(keys: Iterable[str]) -> list[str]:
-        if isinstance(keys, str):
-            raise InvalidArgumentError("keys must be an iterable of keys, not one string")
-        return [check_key(key) for key in keys]
+        if isinstance(keys, (str, bytes, bytearray, memoryview)):
+            raise InvalidArgumentError(f"keys must be an iterable of keys, not one {type(keys).__name__}")
+        try:
+            items = iter(keys)
+        except TypeError:
+            raise InvalidArgumentError(
+                f"keys must be an iterable of keys (a list, a set, ...), got {keys!r}"
+            ) from None
+        return [check_key(key) for key in items]
 
     @staticmethod
     def list_args(namespace: str, status: Status | str | None) -> tuple[str, Status | None]:
@@ -211,8 +227,7 @@ class ClientCore:
                 answers[key] = change.value
         return answers, pending
 
-    @staticmethod
-    def ordered(items: Iterable[Checkpoint | CorruptRecord]) -> list[Checkpoint]:
+    def ordered(self, items: Iterable[Checkpoint | CorruptRecord]) -> list[Checkpoint]:
         records: list[Checkpoint] = []
         corrupt: list[CorruptRecord] = []
         for item in items:
@@ -220,7 +235,7 @@ class ClientCore:
         if corrupt:
             warnings.warn(
                 f"{len(corrupt)} unreadable record(s) left out, e.g. {corrupt[0].location}: {corrupt[0].reason}; "
-                "run `mooncat-checkpoint doctor`",
+                f"run `{doctor_command(self.location)}`",
                 CorruptRecordWarning,
                 stacklevel=3,
             )
@@ -262,7 +277,7 @@ class CheckpointClient:
         if self._backend is None:
             with self._open_lock:
                 if self._backend is None:
-                    self._backend = open_backend(self._core.location, self._core.durability)
+                    self._backend = open_backend(self._core.location, self._core.durability, self._core.memory_id)
         return self._backend
 
     def __getstate__(self) -> dict[str, Any]:
@@ -430,6 +445,8 @@ class CheckpointClient:
 
     def import_record(self, record: Checkpoint) -> bool:
         """Store a record taken from another store, only where the key has none; False if one is there."""
+        if not isinstance(record, Checkpoint):
+            raise InvalidArgumentError(f"import_record takes a Checkpoint, got {type(record).__name__}")
         namespace, segment = self._core.target(record.namespace, record.key)
         # Encoded again: an imported result is held to the same rules and limit as one given to `done`.
         record = replace(record, result_json=encode_result(record.result))
@@ -437,6 +454,10 @@ class CheckpointClient:
         return bool(self._run(plan))
 
     def quarantine(self, problem: CorruptRecord) -> str:
+        if not isinstance(problem, CorruptRecord):
+            raise InvalidArgumentError(
+                f"quarantine takes a CorruptRecord found by scan, got {type(problem).__name__}"
+            )
         return self.backend.quarantine(problem.namespace, problem.location)
 
     # ---- steps ----
@@ -476,6 +497,10 @@ class AsyncCheckpointClient:
         return self._core.url_source
 
     @property
+    def location(self) -> StoreLocation:
+        return self._core.location
+
+    @property
     def shareable_url(self) -> str:
         """The store's URL with its path made absolute (see `CheckpointClient.shareable_url`)."""
         return self._core.location.absolute_url
@@ -483,7 +508,9 @@ class AsyncCheckpointClient:
     @property
     def backend(self) -> AsyncBackend:
         if self._backend is None:
-            self._backend = open_async_backend(self._core.location, self._core.durability)
+            self._backend = open_async_backend(
+                self._core.location, self._core.durability, memory_id=self._core.memory_id
+            )
         return self._backend
 
     async def _ready(self) -> AsyncBackend:
@@ -491,7 +518,7 @@ class AsyncCheckpointClient:
         if self._backend is None:
             location, durability = self._core.location, self._core.durability
             sync = None if location.scheme == "postgresql" else await asyncio.to_thread(
-                open_backend, location, durability
+                open_backend, location, durability, self._core.memory_id
             )
             if self._backend is None:
                 self._backend = open_async_backend(location, durability, sync)

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -35,6 +36,22 @@ class StoreLocation:
         file's folder would, passed on as written, be read against the receiver's working directory."""
         return f"{self.scheme}://{self.path}" if self.scheme in ("file", "sqlite") else self.url
 
+    @property
+    def command_url(self) -> str | None:
+        """The URL to name in a `mooncat-checkpoint ... --url` hint: absolute, and for PostgreSQL without a
+        password (libpq takes it from PGPASSWORD or ~/.pgpass). None for memory://, which no command reaches."""
+        if self.scheme == "memory":
+            return None
+        if self.scheme != "postgresql":
+            return self.absolute_url
+        parts = urlsplit(self.url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            netloc = f"{userinfo.split(':', 1)[0]}@{host}"
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"])
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
 
 def resolve_url(explicit: str | None = None, cwd: str | os.PathLike[str] | None = None) -> ResolvedUrl:
     here = Path(cwd) if cwd is not None else Path.cwd()
@@ -57,6 +74,14 @@ def find_config(start: Path) -> ResolvedUrl | None:
         candidate = directory / CONFIG_FILE_NAME
         if candidate.is_file():
             return _read_config(candidate)
+        if candidate.exists():
+            # TypeScript 0.5.1 fails to read it as a file, swallows the error and looks further up, as for
+            # any unreadable config: refused here like every unreadable config (see _read_config).
+            kind = "a folder" if candidate.is_dir() else "not a regular file"
+            raise ConfigError(
+                f"{candidate} is {kind}, not a config file; remove or rename it "
+                "(the TypeScript package would ignore it and use the config file or store found further up)"
+            )
         if directory.parent == directory:
             return None
         directory = directory.parent

@@ -68,14 +68,22 @@ class KeyConflictError(CheckpointError):
 
 
 class StepFailedError(CheckpointError):
-    """The key holds a terminal `failed` record; it stays failed until reset."""
+    """The key holds a terminal `failed` record; it stays failed until reset.
 
-    def __init__(self, checkpoint: Checkpoint) -> None:
+    With the store's `url` (the step helper passes it), the reset hint names it with `--url`, always and
+    quoted for a shell: the command then reaches this store from any folder, whatever the environment or
+    config file there says. A PostgreSQL URL is shown without its password."""
+
+    def __init__(self, checkpoint: Checkpoint, url: str | None = None) -> None:
+        command = f"mooncat-checkpoint reset {checkpoint.namespace} {_shell_quote(checkpoint.key)}"
+        if url is not None:
+            command += f" --url {_shell_quote(url)}"
         super().__init__(
             f"checkpoint {checkpoint.namespace}/{checkpoint.key} is failed ({checkpoint.error or 'no message'}); "
-            f"reset it to run again: mooncat-checkpoint reset {checkpoint.namespace} {_shell_quote(checkpoint.key)}"
+            f"reset it to run again: {command}"
         )
         self.checkpoint = checkpoint
+        self.url = url
 
 
 class StepBusyError(CheckpointError):

@@ -102,15 +102,61 @@ def render_key(spec: KeySpec, func: Callable[..., Any], args: tuple[Any, ...], k
 
 
 def template_fields(template: str) -> list[str]:
+    """The field names of a key template; a template that cannot be formatted is an error here, so that
+    a decorator can refuse it when it is applied instead of at the first call."""
     names = []
-    for _, name, _, _ in string.Formatter().parse(template):
-        if name is not None:
-            if name == "" or not name.isidentifier():
-                raise InvalidArgumentError(
-                    f"key template {template!r} has field {{{name}}}: use named fields such as {{day}}"
-                )
-            names.append(name)
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:  # an unclosed '{' or a lone '}'
+        raise InvalidArgumentError(
+            f"key template {template!r} is malformed ({exc}); write a literal brace as '{{{{' or '}}}}'"
+        ) from None
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name == "" or not name.isidentifier():
+            raise InvalidArgumentError(
+                f"key template {template!r} has field {{{name}}}: use named fields such as {{day}}"
+            )
+        if conversion not in (None, "s", "r", "a"):
+            raise InvalidArgumentError(
+                f"key template {template!r} has field {{{name}!{conversion}}}: the conversion must be !s, !r or !a"
+            )
+        if spec and ("{" in spec or "}" in spec):
+            # A nested field takes its format from another argument: the key's shape would change per call.
+            raise InvalidArgumentError(
+                f"key template {template!r} has a field inside the format of {{{name}}}; "
+                "write the format out, e.g. {n:05d}"
+            )
+        names.append(name)
     return names
+
+
+def check_key_spec(spec: object, func: Callable[..., Any] | None = None) -> None:
+    """Refuse a key spec that can never give a key, when it is declared rather than at the first call.
+
+    With `func`, a template field that names none of its parameters is refused too (unless the function
+    takes **kwargs); field values are still checked per call."""
+    if callable(spec):
+        return
+    if not isinstance(spec, str) or not spec:
+        raise InvalidArgumentError(f"key must be a non-empty template string or a callable, got {spec!r}")
+    fields = template_fields(spec)
+    if func is None:
+        return
+    try:
+        parameters = inspect.signature(func).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: left to the call
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    usable = [n for n, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    unknown = [name for name in fields if name not in usable]
+    if unknown:
+        raise InvalidArgumentError(
+            f"key template {spec!r} uses {{{unknown[0]}}}, which is not a parameter of "
+            f"{getattr(func, '__name__', func)!r} (parameters: {', '.join(usable) or 'none'})"
+        )
 
 
 def format_template(template: str, values: Mapping[str, Any]) -> str:

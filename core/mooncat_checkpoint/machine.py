@@ -170,6 +170,14 @@ def reset(current: Checkpoint | None, now: int) -> Change[bool]:
     return Change(current is not None, delete=current is not None)
 
 
+def reset_unless_held(current: Checkpoint | None, now: int) -> Change[tuple[bool, Checkpoint | None]]:
+    """`reset` that leaves a live claim alone: (deleted, the live claim kept). Decided under the store's
+    lock, so a key claimed between a look and the delete is never taken from its worker."""
+    if current is not None and current.status is Status.CLAIMED and not lease_expired(current, now):
+        return Change((False, current))
+    return Change((current is not None, None), delete=current is not None)
+
+
 def collect(older_than: int) -> Transition[bool]:
     """gc of one record, re-checked under the same lock or transaction as claim."""
 

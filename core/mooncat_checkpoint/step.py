@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .errors import InvalidArgumentError, LeaseLostError, StepBusyError, StepFailedError
-from .keys import KeySpec, render_key
+from .keys import KeySpec, check_key_spec, check_namespace, render_key
 from .protocol import DEFAULT_LEASE_MS, Checkpoint, ClaimResult
+from .serialize import check_optional_str
 
 if TYPE_CHECKING:
     from .client import AsyncCheckpointClient, CheckpointClient
@@ -25,6 +26,7 @@ OnBusy = Literal["wait", "raise"]
 OnError = Literal["abandon", "fail"]
 log = logging.getLogger("mooncat_checkpoint")
 
+_STEP_OPTIONS = frozenset({"owner_run_id", "lease_ms", "on_busy", "wait_timeout", "on_error", "heartbeat"})
 _FIRST_POLL_S = 0.05
 _MAX_POLL_S = 2.0
 
@@ -107,6 +109,10 @@ class _StepState:
             return self.checkpoint.result
         return self.value
 
+    def store_url(self) -> str | None:
+        """The store's URL for a command hint (see StepFailedError)."""
+        return None
+
     def settle(self, outcome: ClaimResult, poll: _Poll) -> str | float:
         """'claimed' or 'done' when decided, else seconds to sleep before claiming again."""
         self.checkpoint = outcome.checkpoint
@@ -117,7 +123,7 @@ class _StepState:
             self.skipped = True
             return "done"
         if outcome.kind == "failed":
-            raise StepFailedError(outcome.checkpoint)
+            raise StepFailedError(outcome.checkpoint, self.store_url())
         if self.on_busy == "raise":
             raise StepBusyError(outcome.checkpoint)
         sleep = poll.next_sleep(outcome.checkpoint)
@@ -139,6 +145,9 @@ class Step(_StepState):
     def __init__(self, client: CheckpointClient, ns: str, key: str, **options: Any) -> None:
         super().__init__(ns, key, **options)
         self.client = client
+
+    def store_url(self) -> str | None:
+        return self.client.location.command_url
 
     def acquire(self) -> Literal["claimed", "done"]:
         poll = _Poll(self.wait_timeout)
@@ -230,6 +239,9 @@ class AsyncStep(_StepState):
         super().__init__(ns, key, **options)
         self.client = client
         self._beat: asyncio.Task[None] | None = None
+
+    def store_url(self) -> str | None:
+        return self.client.location.command_url
 
     async def acquire(self) -> Literal["claimed", "done"]:
         poll = _Poll(self.wait_timeout)
@@ -392,12 +404,24 @@ class Heartbeat:
 
 def checkpointed(client: CheckpointClient, ns: str, key: KeySpec, **options: Any) -> Callable[[F], F]:
     """Decorate a plain function: a finished key returns its stored result without calling the function."""
+    # Everything a call would refuse is refused here, when the function is decorated.
+    check_namespace(ns)
+    check_key_spec(key)
+    unknown = sorted(set(options) - _STEP_OPTIONS)
+    if unknown:
+        raise InvalidArgumentError(f"unknown step option {unknown[0]!r}; the options are {sorted(_STEP_OPTIONS)}")
+    check_optional_str(options.get("owner_run_id"), "owner_run_id")
+    _check_options(
+        options.get("on_busy", "wait"), options.get("on_error", "abandon"), options.get("wait_timeout"),
+        options.get("lease_ms"), options.get("heartbeat", True),
+    )
 
     def decorate(func: F) -> F:
         if inspect.iscoroutinefunction(func):
             raise InvalidArgumentError(
                 "use an AsyncCheckpointClient step for coroutine functions (async with client.step(...))"
             )
+        check_key_spec(key, func)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

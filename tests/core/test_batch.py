@@ -118,6 +118,22 @@ def test_a_bad_key_fails_the_batch_before_anything_is_written(client: Checkpoint
     assert client.get(NS, "fine") is None
 
 
+@pytest.mark.parametrize("keys", [None, 5, 1.5, object(), b"ab", bytearray(b"ab")], ids=repr)
+def test_keys_that_are_not_an_iterable_of_keys_are_named(client: CheckpointClient, keys: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="keys must be an iterable of keys"):
+        client.get_many(NS, keys)
+    with pytest.raises(InvalidArgumentError, match="keys must be an iterable of keys"):
+        client.claim_many(NS, keys)
+    assert client.list(NS) == []
+
+
+def test_import_record_and_quarantine_name_a_wrong_argument(client: CheckpointClient) -> None:
+    with pytest.raises(InvalidArgumentError, match="Checkpoint"):
+        client.import_record(None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="CorruptRecord"):
+        client.quarantine("ns/k.json")  # type: ignore[arg-type]
+
+
 def test_claim_many_accepts_any_iterable(client: CheckpointClient) -> None:
     answers = client.claim_many(NS, (f"g{n}" for n in range(3)))
     assert sorted(answers) == ["g0", "g1", "g2"] and all(a.kind == "claimed" for a in answers.values())

@@ -96,6 +96,25 @@ def test_an_unreadable_config_file_is_an_error_not_a_silent_default(project: Pat
         CheckpointClient()
 
 
+def test_a_folder_named_like_the_config_file_is_an_error_not_skipped(project: Path) -> None:
+    """TypeScript fails to read it, swallows that and uses the config further up, as for any unreadable
+    config (tests/interop shows it); here it is refused like every unreadable config."""
+    folder = project / "a" / CONFIG_FILE_NAME
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="is a folder, not a config file"):
+        CheckpointClient()
+    with pytest.raises(ConfigError, match=str(folder)):
+        resolve_url()
+    assert not (project / "data").exists()  # the config further up was not used either
+    assert resolve_url("memory://").url == "memory://"  # an explicit URL needs no config
+
+
+def test_a_config_name_that_is_not_a_regular_file_is_an_error(project: Path) -> None:
+    os.mkfifo(project / "a" / CONFIG_FILE_NAME)  # reading a FIFO would hang, not fail
+    with pytest.raises(ConfigError, match="not a regular file"):
+        CheckpointClient()
+
+
 def test_the_default_is_a_file_store_under_the_working_directory(in_tmp: Path) -> None:
     cp = CheckpointClient()
     assert cp.url == DEFAULT_URL == "file://./.mooncat/checkpoints" and cp.url_source == "default"

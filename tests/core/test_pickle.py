@@ -7,6 +7,7 @@ import multiprocessing
 import pickle
 from typing import Any
 
+import pytest
 from mooncat_checkpoint import AsyncCheckpointClient, CheckpointClient, Status
 
 
@@ -61,3 +62,53 @@ def test_an_async_client_pickles_too(shared_store_url: str) -> None:
         return kind
 
     assert asyncio.run(body()) == "busy"
+
+
+def test_an_unpickled_memory_client_sees_the_same_store_in_its_process() -> None:
+    cp = CheckpointClient("memory://")
+    held = cp.claim("ns", "k")
+    assert held.lease_token is not None
+    copy = pickle.loads(pickle.dumps(cp))
+    assert copy.claim("ns", "k").kind == "busy"
+    copy.done("ns", "k", held.lease_token, result=1)  # the copy writes to the original's store
+    record = cp.get("ns", "k")
+    assert record is not None and record.result == 1
+    # Two clients made from the URL are two stores, as in TypeScript; only copies share one.
+    assert CheckpointClient("memory://").get("ns", "k") is None
+    cp.close()
+    copy.close()
+
+
+def test_an_unpickled_async_memory_client_sees_the_same_store() -> None:
+    async def body() -> tuple[str, str]:
+        cp = AsyncCheckpointClient("memory://")
+        await cp.claim("ns", "k")
+        copy = pickle.loads(pickle.dumps(cp))
+        kinds = (await copy.claim("ns", "k")).kind, (await AsyncCheckpointClient("memory://").claim("ns", "k")).kind
+        await copy.aclose()
+        await cp.aclose()
+        return kinds
+
+    assert asyncio.run(body()) == ("busy", "claimed")
+
+
+def _claim_in_child(pickled: bytes, out: Any) -> None:
+    out.put(pickle.loads(pickled).claim("ns", "k").kind)
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_a_memory_client_in_another_process_starts_empty(method: str) -> None:
+    """A memory store cannot cross a process: a client unpickled in another one, forked or spawned, starts
+    empty rather than writing to a frozen copy of the parent's records."""
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} on this platform")
+    cp = CheckpointClient("memory://")
+    cp.claim("ns", "k", lease_ms=600_000)
+    context = multiprocessing.get_context(method)
+    out = context.Queue()
+    child = context.Process(target=_claim_in_child, args=(pickle.dumps(cp), out))
+    child.start()
+    assert out.get(timeout=60) == "claimed"
+    child.join(30)
+    assert child.exitcode == 0
+    cp.close()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import shlex
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +15,7 @@ from typing import Any
 
 import pytest
 from mooncat_checkpoint import (
+    Checkpoint,
     CheckpointClient,
     CheckpointResultSerializationError,
     InvalidArgumentError,
@@ -19,6 +24,7 @@ from mooncat_checkpoint import (
     StepBusyError,
     StepFailedError,
 )
+from mooncat_checkpoint.step import checkpointed
 
 SHORT_LEASE = 300  # ms; the heartbeat renews at a third of it
 
@@ -213,12 +219,11 @@ def test_a_bad_key_template_fails_before_any_claim(tmp_path: Path) -> None:
     cp = CheckpointClient(f"file://{root}")
     ran = []
 
-    @cp.checkpointed("ns", "{day}-{missing}")
-    def process(day: str) -> None:
-        ran.append(day)
-
+    # A field no parameter can fill is refused when the function is decorated, not at its first call.
     with pytest.raises(InvalidArgumentError, match="missing"):
-        process("d")
+        @cp.checkpointed("ns", "{day}-{missing}")
+        def process(day: str) -> None:
+            ran.append(day)
 
     @cp.checkpointed("ns", "{thing}")
     def opaque(thing: object) -> None:
@@ -277,3 +282,71 @@ def test_a_done_that_landed_before_the_interrupt_stays_done(
     with pytest.raises(KeyboardInterrupt), client.step("ns", "k") as step:
         step.value = {"kept": True}
     assert client.get("ns", "k").result == {"kept": True}
+
+
+@pytest.mark.parametrize(
+    ("template", "complaint"),
+    [("{nope", "malformed"), ("nope}", "malformed"), ("a-{day", "malformed"), ("{day!x}", "conversion"),
+     ("{day:>{width}}", "inside the format"), ("{}", "named fields"), ("{0}", "named fields"),
+     ("{day.year}", "named fields"), ("", "non-empty")],
+)
+def test_a_malformed_key_template_is_refused_when_the_decorator_is_applied(
+    client: CheckpointClient, template: str, complaint: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=complaint):
+        client.checkpointed("ns", template)
+    with pytest.raises(InvalidArgumentError, match=complaint):
+        checkpointed(client, "ns", template)
+    assert client.list("ns") == []
+
+
+def test_decorator_options_and_namespace_are_checked_when_it_is_applied(client: CheckpointClient) -> None:
+    with pytest.raises(InvalidArgumentError, match="on_busyy"):
+        client.checkpointed("ns", "k", on_busyy="raise")
+    with pytest.raises(InvalidArgumentError, match="owner_run_id"):
+        client.checkpointed("ns", "k", owner_run_id=5)
+    with pytest.raises(InvalidArgumentError, match="namespace"):
+        client.checkpointed("bad ns", "k")
+
+
+def test_literal_braces_and_formats_in_a_template_still_work(client: CheckpointClient) -> None:
+    @client.checkpointed("ns", "{{part}}-{n:03d}-{name!s}")
+    def work(n: int, name: str) -> int:
+        return n
+
+    assert work(7, "x") == 7
+    assert [r.key for r in client.list("ns")] == ["{part}-007-x"]
+
+
+def test_a_failed_step_names_a_reset_command_that_reaches_its_store(tmp_path: Path) -> None:
+    """The hint carries --url, so it works from any folder, whatever store the CLI would find there."""
+    url = f"sqlite://{tmp_path / 'a store' / 'cp.db'}"
+    (tmp_path / "a store").mkdir()
+    with CheckpointClient(url) as cp:
+        held = cp.claim("ns", "it's a key")
+        assert held.lease_token is not None
+        cp.fail("ns", "it's a key", "boom", held.lease_token)
+        with pytest.raises(StepFailedError) as caught, cp.step("ns", "it's a key"):
+            pass
+        command = str(caught.value).split("reset it to run again: ", 1)[1]
+        assert "--url" in command and caught.value.url == cp.location.command_url
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        argv = shlex.split(command)
+        assert argv[0] == "mooncat-checkpoint"
+        env = {k: v for k, v in os.environ.items() if k != "MOONCAT_CHECKPOINT_URL"}
+        run = subprocess.run([sys.executable, "-m", "mooncat_checkpoint", *argv[1:]], cwd=elsewhere,
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert cp.get("ns", "it's a key") is None
+        assert not (elsewhere / ".mooncat").exists()
+
+
+def test_a_reset_hint_never_shows_a_postgres_password() -> None:
+    cp = CheckpointClient("postgresql://me:s3cret@db.example:5432/jobs?schema=cp&password=also&sslmode=require")
+    record = Checkpoint(namespace="ns", key="k", status=Status.FAILED, owner_run_id=None, lease_token=None,
+                        lease_until=None, result=None, result_ref=None, error="x", attempts=1, created_at=1,
+                        updated_at=1)
+    message = str(StepFailedError(record, cp.location.command_url))
+    assert "s3cret" not in message and "also" not in message
+    assert "--url 'postgresql://me@db.example:5432/jobs?schema=cp&sslmode=require'" in message

@@ -81,3 +81,21 @@ def test_a_blank_env_value_is_an_error_in_both(
     with pytest.raises(ConfigError):
         CheckpointClient()
     assert not (tmp_path / "store").exists()
+
+
+def test_a_folder_named_like_the_config_file(node_ready: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TypeScript 0.5.1 cannot read it, swallows the error and uses the config file further up, as it does
+    for any unreadable config. Python refuses every unreadable config rather than guess, this one too."""
+    (tmp_path / CONFIG).write_text(json.dumps({"backend": {"url": "file://./store"}}), "utf-8")
+    workdir = tmp_path / "sub"
+    (workdir / CONFIG).mkdir(parents=True)
+    ts_run(None, [
+        {"op": "claim", "ns": "cfg", "key": "k"},
+        {"op": "done", "ns": "cfg", "key": "k", "leaseToken": {"from": 0}, "result": "ts"},
+    ], cwd=workdir, env={ENV_VAR: None})
+    assert (tmp_path / "store" / "cfg").is_dir() and not (workdir / ".mooncat").exists()
+
+    monkeypatch.chdir(workdir)
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with pytest.raises(ConfigError, match="is a folder, not a config file"):
+        CheckpointClient()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -67,3 +69,29 @@ class MemoryBackend:
 
     def close(self) -> None:
         pass
+
+
+# Stores by the id their client was made with: a client unpickled in the same process (a thread pool's
+# copy, a framework that deep-copies its arguments) finds the store its original writes to, for as long
+# as some client has it open. Another process starts empty: a memory store cannot cross one.
+_SHARED: weakref.WeakValueDictionary[str, MemoryBackend] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_memory_backend(store_id: str) -> MemoryBackend:
+    with _SHARED_LOCK:
+        backend = _SHARED.get(store_id)
+        if backend is None:
+            backend = _SHARED[store_id] = MemoryBackend()
+        return backend
+
+
+def _forget_in_child() -> None:
+    # A forked child holds a frozen copy of the parent's stores; writes there would never reach the parent.
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.Lock()
+    _SHARED.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
