@@ -4,20 +4,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
 import sqlite3
+import stat
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from . import __version__
-from .client import CheckpointClient
-from .config import CONFIG_FILE_NAME, DEFAULT_URL
+from . import __version__, machine
+from .client import CheckpointClient, doctor_command
+from .config import CONFIG_FILE_NAME, DEFAULT_URL, StoreLocation
 from .errors import CheckpointError, CorruptRecordError, KeyConflictError
 from .keys import HASHED_PREFIX, check_folder_namespace, check_key, check_namespace, storage_segment
 from .protocol import Checkpoint, CorruptRecord, Status
@@ -79,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reset", parents=[common], help="delete one record so its key runs again")
     p.add_argument("namespace")
     p.add_argument("key")
+    p.add_argument("--force", action="store_true",
+                   help="delete it even while a worker holds a live claim on it (that worker's result is then refused)")
     p = sub.add_parser("gc", parents=[common], help="delete claims whose lease ended")
     p.add_argument("--older-than", type=int, default=0, metavar="MS", help="only leases ended at least MS ago")
     p = sub.add_parser("stats", parents=[common], help="count records per namespace and status")
@@ -115,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             code: int = bench.run(args)
             return code
         with CheckpointClient(args.url) as client:
+            if client.location.scheme == "memory" and args.command in STORE_COMMANDS:
+                raise CliError(
+                    f"memory:// lives only as long as one process: `{args.command}` would "
+                    + ("write records that are gone when it exits" if args.command == "import"
+                       else "find an empty store")
+                    + "; use a file://, sqlite:// or postgresql:// store"
+                )
             if args.command in READS_ONLY:
                 _require_existing_store(client)
             command = COMMANDS[args.command]
@@ -171,12 +184,12 @@ def _describe(record: Checkpoint, now: int) -> str:
     return f"  [{record.status.value:<7}] {record.key}  (attempts={record.attempts}, {age}s ago, {detail})"
 
 
-def _report_corrupt(problems: list[CorruptRecord]) -> None:
+def _report_corrupt(problems: list[CorruptRecord], client: CheckpointClient) -> None:
     for problem in problems:
         print(f"! unreadable record {problem.location}: {problem.reason}", file=sys.stderr)
     if problems:
-        print("! run `mooncat-checkpoint doctor` to inspect, `doctor --quarantine` to move them aside",
-              file=sys.stderr)
+        doctor = doctor_command(client.location)
+        print(f"! run `{doctor}` to inspect, `{doctor} --quarantine` to move them aside", file=sys.stderr)
 
 
 def cmd_list(client: CheckpointClient, args: argparse.Namespace) -> int:
@@ -195,7 +208,7 @@ def cmd_list(client: CheckpointClient, args: argparse.Namespace) -> int:
         print(f'namespace "{args.namespace}": {len(records)} record(s)')
         for record in records:
             print(_describe(record, now))
-    _report_corrupt(problems)
+    _report_corrupt(problems, client)
     return 0
 
 
@@ -212,11 +225,29 @@ def cmd_get(client: CheckpointClient, args: argparse.Namespace) -> int:
 
 
 def cmd_reset(client: CheckpointClient, args: argparse.Namespace) -> int:
-    deleted = client.reset(args.namespace, args.key)
+    if args.force:
+        deleted = client.reset(args.namespace, args.key)
+    else:
+        namespace = check_namespace(args.namespace)
+        segment = storage_segment(check_key(args.key))
+        transition = machine.for_key(namespace, args.key, machine.reset_unless_held)
+        deleted, held = client.backend.apply(namespace, segment, transition, False)
+        if held is not None:
+            raise CliError(_held_message(held, client.backend.now_ms()))
     text = (f"deleted {args.namespace}/{args.key}; it will run again" if deleted
             else f"(no record: {args.namespace}/{args.key})")
     _emit(args, {"deleted": deleted}, text)
     return 0
+
+
+def _held_message(record: Checkpoint, now: int) -> str:
+    until = record.lease_until or now
+    ends = datetime.fromtimestamp(until / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+    return (
+        f"{record.namespace}/{record.key} is claimed by {record.owner_run_id or 'an unnamed run'} until {ends} "
+        f"({max(until - now, 0) // 1000}s left); deleting it now would let another worker run it at the same "
+        "time: wait for the lease to end, or pass --force"
+    )
 
 
 def cmd_gc(client: CheckpointClient, args: argparse.Namespace) -> int:
@@ -269,21 +300,99 @@ def _wants_progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_export(client: CheckpointClient, args: argparse.Namespace) -> int:
+    if args.namespace is not None:
+        check_namespace(args.namespace)
     progress = _Progress(_wants_progress(args), "exported")
     problems: list[CorruptRecord] = []
-    out: IO[str]
-    with (open(args.output, "w", encoding="utf-8") if args.output else _stdout()) as out:
-        for ns in _namespaces(client, args.namespace):
-            for item in client.scan(ns):
-                if isinstance(item, CorruptRecord):
-                    problems.append(item)
-                    continue
-                out.write(json.dumps(item.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
-                progress.tick()
+    if args.output:
+        _check_not_the_store(args.output, client.location)
+        output = _ReplacingFile(args.output)
+        try:
+            _export_into(output.file, client, args.namespace, progress, problems)
+        except BaseException:
+            output.discard()
+            raise
+        output.commit()
+    else:
+        with _stdout() as out:
+            _export_into(out, client, args.namespace, progress, problems)
     progress.finish()
     print(f"exported {progress.count} record(s)", file=sys.stderr)
-    _report_corrupt(problems)
+    _report_corrupt(problems, client)
     return EXIT_ERROR if problems else 0
+
+
+def _export_into(out: IO[str], client: CheckpointClient, namespace: str | None, progress: _Progress,
+                 problems: list[CorruptRecord]) -> None:
+    for ns in _namespaces(client, namespace):
+        for item in client.scan(ns):
+            if isinstance(item, CorruptRecord):
+                problems.append(item)
+                continue
+            out.write(json.dumps(item.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+            progress.tick()
+
+
+SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def _check_not_the_store(output: str, location: StoreLocation) -> None:
+    """An export written over the store it reads would destroy it: refused before anything is opened."""
+    if location.scheme not in ("file", "sqlite"):
+        return
+    target = os.path.realpath(output)
+    store = os.path.realpath(location.path)
+    if location.scheme == "sqlite":
+        hit = any(
+            target == store + side
+            or (os.path.exists(target) and os.path.exists(store + side) and os.path.samefile(target, store + side))
+            for side in SQLITE_SIDE_FILES
+        )
+        what = "the store's database file (or one of its -wal/-shm/-journal files)"
+    else:
+        hit = target == store or target.startswith(store.rstrip(os.sep) + os.sep)
+        what = "the file store's folder or lies inside it"
+    if hit:
+        raise CliError(f"--output {output} is {what}; writing it would destroy the records being exported. "
+                       "Write the export elsewhere")
+
+
+class _ReplacingFile:
+    """The export is written to a new file beside the target and renamed over it only once complete, so a
+    failed or interrupted export leaves an existing file as it was."""
+
+    def __init__(self, output: str) -> None:
+        self.target = os.path.realpath(output)  # through a symlink: the link stays, its file is replaced
+        if os.path.isdir(self.target):
+            raise CliError(f"--output {output} is a folder; name a file")
+        try:
+            existing: os.stat_result | None = os.stat(self.target)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not os.access(self.target, os.W_OK):
+            raise CliError(f"--output {output} is not writable")
+        directory, name = os.path.split(self.target)
+        while True:
+            self.temporary = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.partial")
+            try:
+                fd = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            break
+        if existing is not None:
+            os.fchmod(fd, stat.S_IMODE(existing.st_mode))
+        self.file: IO[str] = os.fdopen(fd, "w", encoding="utf-8")
+
+    def commit(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.temporary, self.target)
+
+    def discard(self) -> None:
+        self.file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.temporary)
 
 
 def _utf8(stream: IO[str]) -> None:
@@ -338,49 +447,63 @@ def cmd_import(client: CheckpointClient, args: argparse.Namespace) -> int:
         try:
             if args.input:
                 with open(args.input, encoding="utf-8") as source:
-                    total = _validate_into(source, spool, args.namespace, client)
+                    total, existing = _validate_into(source, spool, args.namespace, client)
             else:
                 _utf8(sys.stdin)
-                total = _validate_into(sys.stdin, spool, args.namespace, client)
+                total, existing = _validate_into(sys.stdin, spool, args.namespace, client)
         except UnicodeDecodeError as exc:
             raise CliError(f"the input is not UTF-8 text ({exc})") from None
         spool.seek(0)
         progress = _Progress(_wants_progress(args), "imported")
-        added = kept = 0
+        added = kept = repeated = 0
+        kept_keys: set[tuple[str, str]] = set()
         for record in _read_records(spool, args.namespace):
             if client.import_record(record):
                 added += 1
-            else:
+            elif (target := (record.namespace, record.key)) in existing and target not in kept_keys:
                 kept += 1
+                kept_keys.add(target)
+            else:
+                # Its key was written by an earlier line of this input (or, rarely, by a worker meanwhile).
+                repeated += 1
             progress.tick()
         progress.finish()
-    _emit(args, {"read": total, "imported": added, "kept_existing": kept},
-          f"imported {added} record(s); kept {kept} existing record(s) unchanged")
+    text = f"imported {added} record(s); kept {kept} existing record(s) unchanged"
+    if repeated:
+        text += f"; skipped {repeated} line(s) repeating a key given earlier in the input (the first one counts)"
+    _emit(args, {"read": total, "imported": added, "kept_existing": kept, "duplicates": repeated}, text)
     return 0
 
 
-def _validate_into(source: IO[str], spool: IO[str], only: str | None, client: CheckpointClient) -> int:
+def _validate_into(
+    source: IO[str], spool: IO[str], only: str | None, client: CheckpointClient
+) -> tuple[int, set[tuple[str, str]]]:
     for line in source:
         spool.write(line)
     spool.seek(0)
-    total = _check_conflicts(_read_records(spool, only, client.location.scheme), client)
+    checked = _check_conflicts(_read_records(spool, only, client.location.scheme), client)
     spool.seek(0, os.SEEK_END)
-    return total
+    return checked
 
 
-def _check_conflicts(records: Iterator[Checkpoint], client: CheckpointClient) -> int:
+def _check_conflicts(
+    records: Iterator[Checkpoint], client: CheckpointClient
+) -> tuple[int, set[tuple[str, str]]]:
     """Keys that would land on another key's record, in the store or earlier in the input, are found
-    before anything is written, a chunk of keys per read, so an import never stops halfway."""
+    before anything is written, a chunk of keys per read, so an import never stops halfway. Returns the
+    number of records and the (namespace, key) pairs the store already holds."""
     hashed: dict[tuple[str, str], str] = {}  # only hashed segments can be shared by two keys
     chunk: dict[str, list[str]] = {}
+    existing: set[tuple[str, str]] = set()
     total = 0
 
     def read_chunk() -> None:
         for namespace, keys in chunk.items():
             try:
-                client.get_many(namespace, keys)
+                found = client.get_many(namespace, keys)
             except KeyConflictError as exc:
                 raise CliError(f"{exc}; nothing was imported") from None
+            existing.update((namespace, key) for key in found)
         chunk.clear()
 
     for total, record in enumerate(records, 1):
@@ -394,7 +517,7 @@ def _check_conflicts(records: Iterator[Checkpoint], client: CheckpointClient) ->
         if total % CONFLICT_CHUNK == 0:
             read_chunk()
     read_chunk()
-    return total
+    return total, existing
 
 
 def cmd_doctor(client: CheckpointClient, args: argparse.Namespace) -> int:
@@ -420,6 +543,8 @@ def cmd_doctor(client: CheckpointClient, args: argparse.Namespace) -> int:
 # Commands that only read or tidy: on a store that does not exist they would make an empty one at a
 # mistyped path and report "nothing there"; `import` is the command that creates a store.
 READS_ONLY = {"list", "get", "reset", "gc", "stats", "export", "doctor"}
+# Commands that read or write records: on memory:// a fresh, empty store that is gone when they exit.
+STORE_COMMANDS = READS_ONLY | {"import"}
 
 
 def _require_existing_store(client: CheckpointClient) -> None:

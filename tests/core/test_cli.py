@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,7 @@ def test_export_then_import_moves_a_store_and_never_overwrites(tmp_path: Path) -
     # The target already has its own version of k1: import must keep it.
     finish(target, "ns", "k1", {"v": "theirs"})
     imported = cli("import", "--url", target, "--json", cwd=tmp_path, stdin=exported.stdout)
-    assert json.loads(imported.stdout) == {"read": 3, "imported": 2, "kept_existing": 1}
+    assert json.loads(imported.stdout) == {"read": 3, "imported": 2, "kept_existing": 1, "duplicates": 0}
     with CheckpointClient(target) as cp:
         assert cp.get("ns", "k1").result == {"v": "theirs"}  # type: ignore[union-attr]
         assert cp.get("ns", "needs hashing").result == [1, 2]  # type: ignore[union-attr]
@@ -310,3 +311,122 @@ def test_import_refuses_keys_that_would_land_on_another_keys_record_before_writi
     with CheckpointClient(url) as cp:
         assert cp.get("ns", "first") is None
         assert cp.get("ns", spelled).result == "stored"
+
+
+def _one_line_error(run: subprocess.CompletedProcess[str]) -> None:
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert run.stderr.startswith("mooncat-checkpoint: error: ") and run.stderr.count("\n") == 1, run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("target", ["v2.db", "./v2.db", "v2.db-wal", "v2.db-shm", "v2.db-journal", "link.db"])
+def test_export_never_writes_over_the_sqlite_store_it_reads(tmp_path: Path, target: str) -> None:
+    url = f"sqlite://{tmp_path / 'v2.db'}"
+    finish(url, "ns", "k", {"kept": True})
+    (tmp_path / "link.db").symlink_to(tmp_path / "v2.db")
+    before = (tmp_path / "v2.db").read_bytes()
+    run = cli("export", "--url", "sqlite://./v2.db", "-o", target, cwd=tmp_path)
+    _one_line_error(run)
+    assert "store's database file" in run.stderr
+    assert (tmp_path / "v2.db").read_bytes() == before
+    with CheckpointClient(url) as cp:
+        record = cp.get("ns", "k")
+    assert record is not None and record.result == {"kept": True}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+@pytest.mark.parametrize("target", ["store", "store/ns/k.json", "store/ns/new.jsonl", "store/other.jsonl"])
+def test_export_never_writes_into_the_file_store_it_reads(tmp_path: Path, target: str) -> None:
+    url = f"file://{tmp_path / 'store'}"
+    finish(url, "ns", "k", {"kept": True})
+    before = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "store").rglob("*"))
+    run = cli("export", "--url", "file://./store", "-o", target, cwd=tmp_path)
+    _one_line_error(run)
+    assert "file store's folder" in run.stderr
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "store").rglob("*")) == before
+    with CheckpointClient(url) as cp:
+        record = cp.get("ns", "k")
+    assert record is not None and record.result == {"kept": True}
+
+
+def test_a_failed_export_leaves_the_existing_output_as_it_was(tmp_path: Path) -> None:
+    url = f"file://{tmp_path / 'store'}"
+    finish(url, "ns", "k", 1)
+    (tmp_path / "store" / "broken").write_text("a file where a namespace folder belongs\n")
+    output = tmp_path / "backup.jsonl"
+    output.write_text("yesterday's export\n")
+    run = cli("export", "broken", "--url", url, "-o", str(output), cwd=tmp_path)
+    _one_line_error(run)
+    assert output.read_text() == "yesterday's export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.jsonl", "store"]  # no partial file left
+
+
+def test_export_replaces_the_output_only_when_complete_keeping_its_mode_and_link(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'cp.db'}"
+    finish(url, "ns", "k", {"n": 1})
+    real = tmp_path / "exports" / "real.jsonl"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    real.chmod(0o640)
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(real)
+    run = cli("export", "--url", url, "-o", str(link), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert link.is_symlink() and json.loads(real.read_text())["key"] == "k"
+    assert real.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in real.parent.iterdir()) == ["real.jsonl"]
+
+
+def test_import_reports_lines_repeating_a_key_apart_from_existing_records(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'cp.db'}"
+    finish(url, "ns", "old", "stored")
+    lines = [_export_line(key="new"), _export_line(key="new", result={"second": True}),
+             _export_line(key="old"), _export_line(key="old"), _export_line(key="other")]
+    text = "\n".join(lines) + "\n"
+    run = cli("import", "--url", url, "--json", cwd=tmp_path, stdin=text)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"read": 5, "imported": 2, "kept_existing": 1, "duplicates": 2}
+    human = cli("import", "--url", f"sqlite://{tmp_path / 'fresh.db'}", cwd=tmp_path,
+                stdin="\n".join(lines[:2]) + "\n")
+    assert "imported 1 record(s); kept 0 existing record(s) unchanged" in human.stdout
+    assert "skipped 1 line(s) repeating a key given earlier in the input" in human.stdout
+    with CheckpointClient(url) as cp:
+        record = cp.get("ns", "new")
+    assert record is not None and record.result != {"second": True}  # the first line counts
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["list", "ns"], ["get", "ns", "k"], ["reset", "ns", "k"], ["gc"], ["stats"], ["export"], ["doctor"],
+     ["import"]],
+    ids=lambda args: args[0],
+)
+def test_commands_on_a_memory_store_are_refused(tmp_path: Path, args: list[str]) -> None:
+    run = cli(*args, "--url", "memory://", cwd=tmp_path, stdin=_export_line() + "\n")
+    _one_line_error(run)
+    assert "memory://" in run.stderr and run.stdout == ""
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_url_still_reports_a_memory_store(tmp_path: Path) -> None:
+    run = cli("url", "--url", "memory://", "--json", cwd=tmp_path)
+    assert run.returncode == 0 and json.loads(run.stdout)["url"] == "memory://"
+
+
+def test_reset_refuses_a_live_claim_unless_forced(url: str, tmp_path: Path) -> None:
+    with CheckpointClient(url) as cp:
+        cp.claim("ns", "live", owner_run_id="worker-7", lease_ms=600_000)
+        cp.claim("ns", "stale", owner_run_id="gone", lease_ms=1)
+        time.sleep(0.01)
+        refused = cli("reset", "ns", "live", "--url", url, cwd=tmp_path)
+        _one_line_error(refused)
+        assert "worker-7" in refused.stderr and "until 20" in refused.stderr and "--force" in refused.stderr
+        assert cp.get("ns", "live") is not None
+        stale = cli("reset", "ns", "stale", "--url", url, "--json", cwd=tmp_path)
+        assert stale.returncode == 0 and json.loads(stale.stdout) == {"deleted": True}
+        forced = cli("reset", "ns", "live", "--force", "--url", url, "--json", cwd=tmp_path)
+        assert forced.returncode == 0 and json.loads(forced.stdout) == {"deleted": True}
+        assert cp.get("ns", "live") is None
+        # The library's reset is the 0.1.0 call: it deletes whatever is there.
+        cp.claim("ns", "live", lease_ms=600_000)
+        assert cp.reset("ns", "live") is True
