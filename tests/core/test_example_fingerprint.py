@@ -44,3 +44,41 @@ def test_ctrl_c_anywhere_leaves_no_claim_and_the_rerun_finishes_only_the_rest(tm
 
         rest = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
         assert f"{FILES - done} fingerprinted, {done} skipped" in rest.stdout, rest.stdout
+
+
+def _example(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MOONCAT_CHECKPOINT_URL"}
+    env["PYTHONPATH"] = str(EXAMPLE.parents[1] / "core")
+    return subprocess.run([sys.executable, str(EXAMPLE), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    for args, complaint in [
+        (["--root", str(tmp_path / "nonexistent"), "--url", "sqlite://./fp.db"], "is not a folder"),
+        (["--root", str(tmp_path / "a.py"), "--url", "sqlite://./fp.db"], "is not a folder"),
+        (["--root", str(tmp_path / "empty"), "--url", "sqlite://./fp.db"], "no .py files"),
+        (["--root", str(tmp_path), "--url", "bogus://"], "unsupported store URL"),
+        (["--root", str(tmp_path), "--url", "file://~/x"], "not expanded"),
+    ]:
+        run = _example(*args, cwd=tmp_path)
+        assert run.returncode == 2, (args, run.stdout, run.stderr)
+        assert complaint in run.stderr and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+        assert run.stdout == ""
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.py", "empty"]  # no store was made
+
+
+def test_a_file_recorded_as_failed_stops_the_run_with_its_reset_command(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "a.py").write_text("x = 1\n")
+    url = f"sqlite://{tmp_path / 'fp.db'}"
+    with CheckpointClient(url) as store:
+        held = store.claim("stdlib-fingerprint", "a.py")
+        assert held.lease_token is not None
+        store.fail("stdlib-fingerprint", "a.py", "bad file", held.lease_token)
+    run = _example("--root", str(root), "--url", url, cwd=tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert f"mooncat-checkpoint reset stdlib-fingerprint a.py --url {url}" in run.stderr
