@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from . import machine
 from .backends import AsyncBackend, Backend, open_async_backend, open_backend
 from .config import StoreLocation, parse_url, resolve_url
-from .errors import ConfigError, InvalidArgumentError, KeyConflictError
+from .errors import ConfigError, CorruptRecordError, InvalidArgumentError, KeyConflictError
 from .keys import KeySpec, check_key, check_namespace, storage_segment
 from .machine import Transition
 from .protocol import DEFAULT_EXTEND_MS, DEFAULT_LEASE_MS, Checkpoint, ClaimResult, CorruptRecord, Status
@@ -227,6 +227,11 @@ class ClientCore:
                 answers[key] = change.value
         return answers, pending
 
+    def add_hint(self, exc: CorruptRecordError) -> None:
+        """Give an unreadable record's error this store's URL, for its doctor hint."""
+        if exc.url is None:
+            exc.url = self.location.command_url
+
     def ordered(self, items: Iterable[Checkpoint | CorruptRecord]) -> list[Checkpoint]:
         records: list[Checkpoint] = []
         corrupt: list[CorruptRecord] = []
@@ -293,40 +298,48 @@ class CheckpointClient:
         return f"CheckpointClient({self.url!r})"
 
     def _run(self, plan: Plan) -> Any:
-        backend = self.backend
-        claim_once = getattr(backend, "claim_once", None)
-        if plan.claim_args is not None and claim_once is not None:
-            return claim_once(plan.namespace, plan.segment, *plan.claim_args)
-        if plan.optimistic:
-            change = plan.transition(backend.read(plan.namespace, plan.segment), backend.now_ms())
-            if not change.writes:
-                return change.value
-        return backend.apply(plan.namespace, plan.segment, plan.transition, plan.durable)
+        try:
+            backend = self.backend
+            claim_once = getattr(backend, "claim_once", None)
+            if plan.claim_args is not None and claim_once is not None:
+                return claim_once(plan.namespace, plan.segment, *plan.claim_args)
+            if plan.optimistic:
+                change = plan.transition(backend.read(plan.namespace, plan.segment), backend.now_ms())
+                if not change.writes:
+                    return change.value
+            return backend.apply(plan.namespace, plan.segment, plan.transition, plan.durable)
+        except CorruptRecordError as exc:
+            self._core.add_hint(exc)
+            raise
 
     # ---- the 0.1.0 API ----
 
     def claim(
         self, ns: str, key: str, owner_run_id: str | None = None, lease_ms: int | None = None
     ) -> ClaimResult:
-        namespace, segment, lease = self._core.claim_target(ns, key, owner_run_id, lease_ms)
-        backend = self._backend or self.backend
-        claim_once = getattr(backend, "claim_once", None)
-        if claim_once is not None:
-            answer: ClaimResult = claim_once(namespace, segment, key, owner_run_id, lease)
+        try:
+            namespace, segment, lease = self._core.claim_target(ns, key, owner_run_id, lease_ms)
+            backend = self._backend or self.backend
+            claim_once = getattr(backend, "claim_once", None)
+            if claim_once is not None:
+                answer: ClaimResult = claim_once(namespace, segment, key, owner_run_id, lease)
+                return answer
+            # The rerun path: a done or failed key is answered from one unlocked read, before the clock is
+            # read or the transition built. Anything else runs the whole transition, first on that read.
+            current = backend.read(namespace, segment)
+            settled = machine.settled_claim(namespace, key, current)
+            if settled is not None:
+                return settled
+            plan = self._core.claim_plan(namespace, segment, key, owner_run_id, lease)
+            change = plan.transition(current, backend.now_ms())
+            if not change.writes:
+                answer = change.value
+                return answer
+            answer = backend.apply(namespace, segment, plan.transition, plan.durable)
             return answer
-        # The rerun path: a done or failed key is answered from one unlocked read, before the clock is
-        # read or the transition built. Anything else runs the whole transition, first on that read.
-        current = backend.read(namespace, segment)
-        settled = machine.settled_claim(namespace, key, current)
-        if settled is not None:
-            return settled
-        plan = self._core.claim_plan(namespace, segment, key, owner_run_id, lease)
-        change = plan.transition(current, backend.now_ms())
-        if not change.writes:
-            answer = change.value
-            return answer
-        answer = backend.apply(namespace, segment, plan.transition, plan.durable)
-        return answer
+        except CorruptRecordError as exc:
+            self._core.add_hint(exc)
+            raise
 
     def touch(self, ns: str, key: str, lease_token: str, extend_ms: int | None = None) -> Checkpoint | None:
         record: Checkpoint | None = self._run(self._core.touch(ns, key, lease_token, extend_ms))
@@ -343,9 +356,13 @@ class CheckpointClient:
         return record
 
     def get(self, ns: str, key: str) -> Checkpoint | None:
-        namespace, segment = self._core.target(ns, key)
-        record = self.backend.read(namespace, segment)
-        return None if record is None else self._core.match(namespace, {key: segment}, {segment: record})[key]
+        try:
+            namespace, segment = self._core.target(ns, key)
+            record = self.backend.read(namespace, segment)
+            return None if record is None else self._core.match(namespace, {key: segment}, {segment: record})[key]
+        except CorruptRecordError as exc:
+            self._core.add_hint(exc)
+            raise
 
     def reset(self, ns: str, key: str) -> bool:
         return bool(self._run(self._core.reset(ns, key)))
@@ -413,25 +430,33 @@ class CheckpointClient:
 
     def get_many(self, ns: str, keys: Iterable[str]) -> dict[str, Checkpoint]:
         """Records of many keys in one read (one query on SQL stores); absent keys are left out."""
-        namespace, segments = self._core.get_many(ns, keys)
-        found = self.backend.read_many(namespace, list(set(segments.values())))
-        return self._core.match(namespace, segments, found)
+        try:
+            namespace, segments = self._core.get_many(ns, keys)
+            found = self.backend.read_many(namespace, list(set(segments.values())))
+            return self._core.match(namespace, segments, found)
+        except CorruptRecordError as exc:
+            self._core.add_hint(exc)
+            raise
 
     def claim_many(
         self, ns: str, keys: Iterable[str], owner_run_id: str | None = None, lease_ms: int | None = None
     ) -> dict[str, ClaimResult]:
         """`claim` for many keys: one read finds finished and busy keys, one transaction claims the rest."""
-        namespace, segments, lease = self._core.claim_many(ns, keys, owner_run_id, lease_ms)
-        if not segments:
-            return {}
-        backend = self.backend
-        snapshot = backend.read_many(namespace, list(set(segments.values())))
-        answers, pending = self._core.answer_from(namespace, segments, owner_run_id, lease, snapshot,
-                                                  backend.now_ms())
-        if pending:
-            values = backend.apply_many(namespace, [(p.segment, p.transition) for _, p in pending], False)
-            answers.update(zip([key for key, _ in pending], values, strict=True))
-        return {key: answers[key] for key in segments}
+        try:
+            namespace, segments, lease = self._core.claim_many(ns, keys, owner_run_id, lease_ms)
+            if not segments:
+                return {}
+            backend = self.backend
+            snapshot = backend.read_many(namespace, list(set(segments.values())))
+            answers, pending = self._core.answer_from(namespace, segments, owner_run_id, lease, snapshot,
+                                                      backend.now_ms())
+            if pending:
+                values = backend.apply_many(namespace, [(p.segment, p.transition) for _, p in pending], False)
+                answers.update(zip([key for key, _ in pending], values, strict=True))
+            return {key: answers[key] for key in segments}
+        except CorruptRecordError as exc:
+            self._core.add_hint(exc)
+            raise
 
     # ---- inspection and moving stores ----
 
@@ -534,36 +559,44 @@ class AsyncCheckpointClient:
         self._backend = None
 
     async def _run(self, plan: Plan) -> Any:
-        backend = await self._ready()
-        claim_once = getattr(backend, "claim_once", None)
-        if plan.claim_args is not None and claim_once is not None:
-            return await claim_once(plan.namespace, plan.segment, *plan.claim_args)
-        if plan.optimistic:
-            change = plan.transition(await backend.read(plan.namespace, plan.segment), await backend.now_ms())
-            if not change.writes:
-                return change.value
-        return await backend.apply(plan.namespace, plan.segment, plan.transition, plan.durable)
+        try:
+            backend = await self._ready()
+            claim_once = getattr(backend, "claim_once", None)
+            if plan.claim_args is not None and claim_once is not None:
+                return await claim_once(plan.namespace, plan.segment, *plan.claim_args)
+            if plan.optimistic:
+                change = plan.transition(await backend.read(plan.namespace, plan.segment), await backend.now_ms())
+                if not change.writes:
+                    return change.value
+            return await backend.apply(plan.namespace, plan.segment, plan.transition, plan.durable)
+        except CorruptRecordError as exc:
+            self._core.add_hint(exc)
+            raise
 
     async def claim(
         self, ns: str, key: str, owner_run_id: str | None = None, lease_ms: int | None = None
     ) -> ClaimResult:
-        namespace, segment, lease = self._core.claim_target(ns, key, owner_run_id, lease_ms)
-        backend = await self._ready()
-        claim_once = getattr(backend, "claim_once", None)
-        if claim_once is not None:
-            answer: ClaimResult = await claim_once(namespace, segment, key, owner_run_id, lease)
+        try:
+            namespace, segment, lease = self._core.claim_target(ns, key, owner_run_id, lease_ms)
+            backend = await self._ready()
+            claim_once = getattr(backend, "claim_once", None)
+            if claim_once is not None:
+                answer: ClaimResult = await claim_once(namespace, segment, key, owner_run_id, lease)
+                return answer
+            current = await backend.read(namespace, segment)
+            settled = machine.settled_claim(namespace, key, current)
+            if settled is not None:
+                return settled
+            plan = self._core.claim_plan(namespace, segment, key, owner_run_id, lease)
+            change = plan.transition(current, await backend.now_ms())
+            if not change.writes:
+                answer = change.value
+                return answer
+            answer = await backend.apply(namespace, segment, plan.transition, plan.durable)
             return answer
-        current = await backend.read(namespace, segment)
-        settled = machine.settled_claim(namespace, key, current)
-        if settled is not None:
-            return settled
-        plan = self._core.claim_plan(namespace, segment, key, owner_run_id, lease)
-        change = plan.transition(current, await backend.now_ms())
-        if not change.writes:
-            answer = change.value
-            return answer
-        answer = await backend.apply(namespace, segment, plan.transition, plan.durable)
-        return answer
+        except CorruptRecordError as exc:
+            self._core.add_hint(exc)
+            raise
 
     async def touch(self, ns: str, key: str, lease_token: str, extend_ms: int | None = None) -> Checkpoint | None:
         record: Checkpoint | None = await self._run(self._core.touch(ns, key, lease_token, extend_ms))
@@ -583,14 +616,22 @@ class AsyncCheckpointClient:
         return bool(await self._run(self._core.abandon(ns, key, lease_token)))
 
     async def get(self, ns: str, key: str) -> Checkpoint | None:
-        namespace, segment = self._core.target(ns, key)
-        record = await (await self._ready()).read(namespace, segment)
-        return None if record is None else self._core.match(namespace, {key: segment}, {segment: record})[key]
+        try:
+            namespace, segment = self._core.target(ns, key)
+            record = await (await self._ready()).read(namespace, segment)
+            return None if record is None else self._core.match(namespace, {key: segment}, {segment: record})[key]
+        except CorruptRecordError as exc:
+            self._core.add_hint(exc)
+            raise
 
     async def get_many(self, ns: str, keys: Iterable[str]) -> dict[str, Checkpoint]:
-        namespace, segments = self._core.get_many(ns, keys)
-        found = await (await self._ready()).read_many(namespace, list(set(segments.values())))
-        return self._core.match(namespace, segments, found)
+        try:
+            namespace, segments = self._core.get_many(ns, keys)
+            found = await (await self._ready()).read_many(namespace, list(set(segments.values())))
+            return self._core.match(namespace, segments, found)
+        except CorruptRecordError as exc:
+            self._core.add_hint(exc)
+            raise
 
     async def reset(self, ns: str, key: str) -> bool:
         return bool(await self._run(self._core.reset(ns, key)))
@@ -643,17 +684,21 @@ class AsyncCheckpointClient:
     async def claim_many(
         self, ns: str, keys: Iterable[str], owner_run_id: str | None = None, lease_ms: int | None = None
     ) -> dict[str, ClaimResult]:
-        namespace, segments, lease = self._core.claim_many(ns, keys, owner_run_id, lease_ms)
-        if not segments:
-            return {}
-        backend = await self._ready()
-        snapshot = await backend.read_many(namespace, list(set(segments.values())))
-        answers, pending = self._core.answer_from(namespace, segments, owner_run_id, lease, snapshot,
-                                                  await backend.now_ms())
-        if pending:
-            values = await backend.apply_many(namespace, [(p.segment, p.transition) for _, p in pending], False)
-            answers.update(zip([key for key, _ in pending], values, strict=True))
-        return {key: answers[key] for key in segments}
+        try:
+            namespace, segments, lease = self._core.claim_many(ns, keys, owner_run_id, lease_ms)
+            if not segments:
+                return {}
+            backend = await self._ready()
+            snapshot = await backend.read_many(namespace, list(set(segments.values())))
+            answers, pending = self._core.answer_from(namespace, segments, owner_run_id, lease, snapshot,
+                                                      await backend.now_ms())
+            if pending:
+                values = await backend.apply_many(namespace, [(p.segment, p.transition) for _, p in pending], False)
+                answers.update(zip([key for key, _ in pending], values, strict=True))
+            return {key: answers[key] for key in segments}
+        except CorruptRecordError as exc:
+            self._core.add_hint(exc)
+            raise
 
     def astep(self, ns: str, key: str, **options: Any) -> AsyncStep:
         from .step import AsyncStep

@@ -38,15 +38,25 @@ class CheckpointResultSerializationError(CheckpointError, ValueError):
 
 
 class CorruptRecordError(CheckpointError):
-    """A stored record cannot be read: never treated as absent, since that would redo finished work."""
+    """A stored record cannot be read: never treated as absent, since that would redo finished work.
 
-    def __init__(self, location: str, reason: str) -> None:
-        super().__init__(
-            f"corrupt checkpoint record at {location}: {reason} "
-            "(inspect with `mooncat-checkpoint doctor`, move it aside with `mooncat-checkpoint doctor --quarantine`)"
-        )
+    The client that met it fills in `url` (as for StepFailedError), so the doctor hint reaches its store."""
+
+    def __init__(self, location: str, reason: str, url: str | None = None) -> None:
+        super().__init__(location, reason)
         self.location = location
         self.reason = reason
+        self.url = url
+
+    def __str__(self) -> str:
+        doctor = "mooncat-checkpoint doctor" + ("" if self.url is None else f" --url {_shell_quote(self.url)}")
+        return (
+            f"corrupt checkpoint record at {self.location}: {self.reason} "
+            f"(inspect with `{doctor}`, move it aside with `{doctor} --quarantine`)"
+        )
+
+    def __reduce__(self) -> tuple[type[CorruptRecordError], tuple[str, str, str | None]]:
+        return type(self), (self.location, self.reason, self.url)
 
 
 class KeyConflictError(CheckpointError):

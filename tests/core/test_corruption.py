@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import pickle
+import shlex
 import sqlite3
 import warnings
 from pathlib import Path
 
 import pytest
 from mooncat_checkpoint import (
+    AsyncCheckpointClient,
     CheckpointClient,
     CorruptRecord,
     CorruptRecordError,
@@ -207,3 +211,26 @@ def test_a_record_of_another_namespace_is_never_returned_for_this_one(tmp_path: 
         assert cp.list("NS") == []
     assert copied.read_bytes() == (root / "ns" / "fine.json").read_bytes()  # nothing overwritten
     assert cp.claim("ns", "fine").kind == "done"
+
+
+def test_an_unreadable_record_names_the_doctor_command_for_its_store(tmp_path: Path) -> None:
+    cp, root = _file_store(tmp_path)
+    (root / "ns" / "k.json").write_text("{not json")
+    doctor = f"mooncat-checkpoint doctor --url {shlex.quote(cp.location.command_url or '')}"
+    for call in (lambda: cp.get("ns", "k"), lambda: cp.claim("ns", "k"), lambda: cp.get_many("ns", ["k"]),
+                 lambda: cp.claim_many("ns", ["k"]), lambda: cp.reset("ns", "k")):
+        with pytest.raises(CorruptRecordError) as caught:
+            call()
+        assert f"`{doctor}`" in str(caught.value) and f"`{doctor} --quarantine`" in str(caught.value)
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert (copy.location, copy.reason, str(copy)) == (caught.value.location, caught.value.reason, str(caught.value))
+
+    async def from_async() -> str:
+        async with AsyncCheckpointClient(cp.shareable_url) as acp:
+            with pytest.raises(CorruptRecordError) as raised:
+                await acp.claim("ns", "k")
+            return str(raised.value)
+
+    assert doctor in asyncio.run(from_async())
+    with pytest.warns(CorruptRecordWarning, match="doctor --url"):
+        cp.list("ns")
