@@ -32,6 +32,10 @@ class LeaseLostError(CheckpointError):
         self.key = key
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[LeaseLostError], tuple[str, str, str]]:
+        # Errors cross processes (executors, task runners): rebuilt from their fields, not their message.
+        return type(self), (self.namespace, self.key, self.reason)
+
 
 class CheckpointResultSerializationError(CheckpointError, ValueError):
     """A result cannot be stored inline: not JSON that JavaScript reads back unchanged, or too large."""
@@ -76,6 +80,9 @@ class KeyConflictError(CheckpointError):
         self.stored_key = stored_key
         self.stored_namespace = namespace if stored_namespace is None else stored_namespace
 
+    def __reduce__(self) -> tuple[type[KeyConflictError], tuple[str, str, str, str]]:
+        return type(self), (self.namespace, self.key, self.stored_key, self.stored_namespace)
+
 
 class StepFailedError(CheckpointError):
     """The key holds a terminal `failed` record; it stays failed until reset.
@@ -95,6 +102,9 @@ class StepFailedError(CheckpointError):
         self.checkpoint = checkpoint
         self.url = url
 
+    def __reduce__(self) -> tuple[type[StepFailedError], tuple[Checkpoint, str | None]]:
+        return type(self), (self.checkpoint, self.url)
+
 
 class StepBusyError(CheckpointError):
     """Another holder has a live lease on the key."""
@@ -106,6 +116,10 @@ class StepBusyError(CheckpointError):
             f"{checkpoint.owner_run_id or 'an unnamed run'}{waited_text}"
         )
         self.checkpoint = checkpoint
+        self.waited = waited
+
+    def __reduce__(self) -> tuple[type[StepBusyError], tuple[Checkpoint, float | None]]:
+        return type(self), (self.checkpoint, self.waited)
 
 
 class BackendUnavailableError(CheckpointError):

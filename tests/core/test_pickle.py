@@ -8,7 +8,17 @@ import pickle
 from typing import Any
 
 import pytest
-from mooncat_checkpoint import AsyncCheckpointClient, CheckpointClient, Status
+from mooncat_checkpoint import (
+    AsyncCheckpointClient,
+    Checkpoint,
+    CheckpointClient,
+    CorruptRecordError,
+    KeyConflictError,
+    LeaseLostError,
+    Status,
+    StepBusyError,
+    StepFailedError,
+)
 
 
 def _finish_in_child(cp: CheckpointClient, key: str, out: Any) -> None:
@@ -112,3 +122,17 @@ def test_a_memory_client_in_another_process_starts_empty(method: str) -> None:
     child.join(30)
     assert child.exitcode == 0
     cp.close()
+
+
+def test_the_library_errors_survive_a_trip_to_another_process() -> None:
+    record = Checkpoint(namespace="ns", key="k", status=Status.FAILED, owner_run_id="run", lease_token=None,
+                        lease_until=None, result=None, result_ref=None, error="boom", attempts=1, created_at=1,
+                        updated_at=2)
+    errors: list[Exception] = [
+        StepFailedError(record, "sqlite:///x.db"), StepBusyError(record, 1.5), LeaseLostError("ns", "k", "gone"),
+        KeyConflictError("ns", "k", "other", "NS"), CorruptRecordError("/x/k.json", "not JSON", "file:///x"),
+    ]
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+        assert vars(copy) == vars(error)
