@@ -33,8 +33,10 @@ from .postgres_sql import (
     CONNECT_TIMEOUT_S,
     IDLE_IN_TRANSACTION_TIMEOUT_MS,
     LOCK_TIMEOUT_MS,
+    OWN_OPTIONS,
     SCHEMA_VERSION,
     STATEMENT_TIMEOUT_MS,
+    PostgresTarget,
     Statements,
     Writes,
     check_claim_args,
@@ -54,6 +56,9 @@ MAX_CONFLICT_RETRIES = 20
 POOL_WAIT_S = 15.0
 # SQLSTATE classes meaning the connection, not the statement, failed.
 _CONNECTION_STATES = ("08", "57P01", "57P02", "57P03")
+# ... and those meaning the server cannot serve now (too busy, shutting down, a statement or lock timed out),
+# which a later call may not meet: reported as unavailable, not as a problem of the store's configuration.
+_SERVER_STATES = (*_CONNECTION_STATES, "53", "57", "58", "55P03")
 _RETRY_STATES = (pg_errors.UniqueViolation, pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 
@@ -71,6 +76,47 @@ class PostgresOutcomeUnknownError(PostgresUnavailableError):
 def _connection_lost(exc: psycopg.Error) -> bool:
     state = exc.sqlstate
     return state is None or state.startswith(_CONNECTION_STATES)
+
+
+def _one_line(exc: BaseException) -> str:
+    # libpq's messages span lines (one per address tried, DETAIL and HINT lines).
+    return " ".join(str(exc).split())
+
+
+def open_target(url: str) -> PostgresTarget:
+    """The store a URL names, checked without connecting: our own options, then libpq's parse of the rest.
+
+    A misspelt option or a malformed value is a ConfigError naming it here, not a psycopg error at the first
+    call (libpq checks the names of its parameters when it parses, most of their values only when it connects).
+    """
+    target = parse_postgres_url(url)
+    try:
+        params = conninfo_to_dict(target.conninfo)
+    except psycopg.Error as exc:
+        raise ConfigError(
+            f"PostgreSQL URL {target.display}: {_one_line(exc)} (this package's options are "
+            f"{', '.join(OWN_OPTIONS)}; any other must be a libpq connection parameter)"
+        ) from None
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigError(f"PostgreSQL URL {target.display}: port {port!r} is not a number from 1 to 65535")
+    timeout = params.get("connect_timeout")
+    if timeout is not None:
+        try:
+            int(float(timeout))  # as psycopg reads it
+        except ValueError:
+            raise ConfigError(
+                f"PostgreSQL URL {target.display}: connect_timeout {timeout!r} is not a number of seconds"
+            ) from None
+    return target
+
+
+def _store_error(display: str, exc: psycopg.Error, doing: str) -> CheckpointError:
+    """A psycopg error as this library's: the server's trouble, or a store that cannot be used as configured."""
+    state = exc.sqlstate
+    if state is None or state.startswith(_SERVER_STATES):
+        return _unavailable(display, exc)
+    return ConfigError(f"PostgreSQL store {display} {doing}: {_one_line(exc)}")
 
 
 def _closed_while_idle(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
@@ -105,13 +151,13 @@ def _connect_kwargs(conninfo: str) -> dict[str, Any]:
 
 
 def _unavailable(display: str, exc: BaseException) -> PostgresUnavailableError:
-    return PostgresUnavailableError(f"PostgreSQL store {display} is unavailable: {exc}")
+    return PostgresUnavailableError(f"PostgreSQL store {display} is unavailable: {_one_line(exc)}")
 
 
 def _outcome_unknown(display: str, exc: BaseException) -> PostgresOutcomeUnknownError:
     return PostgresOutcomeUnknownError(
         f"PostgreSQL store {display}: the connection broke while committing; the change is either "
-        f"fully applied or not at all (read the record to see which): {exc}"
+        f"fully applied or not at all (read the record to see which): {_one_line(exc)}"
     )
 
 
@@ -126,7 +172,7 @@ class PostgresBackend:
     """Blocking backend; safe to share between threads (each call borrows a pooled connection)."""
 
     def __init__(self, url: str, durability: str = "full") -> None:
-        self.target = parse_postgres_url(url)
+        self.target = open_target(url)
         self.sql = Statements.for_target(self.target)
         self.fast = durability == "fast"
         self._guard = threading.Lock()
@@ -140,8 +186,8 @@ class PostgresBackend:
             with psycopg.connect(self.target.conninfo, **_connect_kwargs(self.target.conninfo)) as conn:
                 conn.execute(_session_settings())
                 self._ensure_schema(conn)
-        except psycopg.OperationalError as exc:
-            raise _unavailable(self.target.display, exc) from exc
+        except psycopg.Error as exc:
+            raise _store_error(self.target.display, exc, "cannot be opened") from exc
 
     # ---- connections ----
 
@@ -171,10 +217,8 @@ class PostgresBackend:
             except PoolTimeout as exc:
                 raise _unavailable(self.target.display, exc) from exc
             except psycopg.Error as exc:
-                if not _connection_lost(exc):
-                    raise
-                if not retry or attempt == 2:
-                    raise _unavailable(self.target.display, exc) from exc
+                if not _connection_lost(exc) or not retry or attempt == 2:
+                    raise _store_error(self.target.display, exc, "failed") from exc
         raise AssertionError("unreachable")
 
     def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
@@ -381,7 +425,7 @@ class AsyncPostgresBackend:
     """The same store on psycopg's asyncio API; the pool opens on first use inside the running loop."""
 
     def __init__(self, url: str, durability: str = "full") -> None:
-        self.target = parse_postgres_url(url)
+        self.target = open_target(url)
         self.sql = Statements.for_target(self.target)
         self.fast = durability == "fast"
         self._pool_ref: AsyncConnectionPool | None = None
@@ -409,8 +453,8 @@ class AsyncPostgresBackend:
                     async with await psycopg.AsyncConnection.connect(self.target.conninfo, **kwargs) as conn:
                         await conn.execute(settings)
                         await self._ensure_schema(conn)
-                except psycopg.OperationalError as exc:
-                    raise _unavailable(self.target.display, exc) from exc
+                except psycopg.Error as exc:
+                    raise _store_error(self.target.display, exc, "cannot be opened") from exc
                 await pool.open()
                 self._pool_ref = pool
         return self._pool_ref
@@ -426,10 +470,8 @@ class AsyncPostgresBackend:
             except PoolTimeout as exc:
                 raise _unavailable(self.target.display, exc) from exc
             except psycopg.Error as exc:
-                if not _connection_lost(exc):
-                    raise
-                if not retry or attempt == 2:
-                    raise _unavailable(self.target.display, exc) from exc
+                if not _connection_lost(exc) or not retry or attempt == 2:
+                    raise _store_error(self.target.display, exc, "failed") from exc
         raise AssertionError("unreachable")
 
     async def _ensure_schema(self, conn: psycopg.AsyncConnection[Any]) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .. import machine
 from ..errors import ConfigError, CorruptRecordError, InvalidArgumentError
@@ -58,9 +58,13 @@ class PostgresTarget:
 
 def parse_postgres_url(url: str) -> PostgresTarget:
     """Split our options (`schema`, `table`, `pool_size`) off a postgresql:// URL; bad values are errors."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port_number = parts.port  # checked here: urlsplit only finds a bad port when asked for it
+    except ValueError as exc:  # a port out of range or not a number, an unclosed IPv6 bracket
+        raise ConfigError(f"PostgreSQL URL {redact(url)}: {exc}") from None
     if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigError(f"not a PostgreSQL URL: {url!r}")
+        raise ConfigError(f"not a PostgreSQL URL: {redact(url)!r}")
     own: dict[str, str] = {}
     passed: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -75,14 +79,21 @@ def parse_postgres_url(url: str) -> PostgresTarget:
     if len(table) > _MAX_TABLE_LEN:
         raise ConfigError(f"store URL option table={table!r} is longer than {_MAX_TABLE_LEN} characters")
     pool_text = own.get("pool_size", str(DEFAULT_POOL_SIZE))
-    if not pool_text.isdigit() or not 1 <= int(pool_text) <= 100:
+    if not re.fullmatch(r"[0-9]{1,3}", pool_text) or not 1 <= int(pool_text) <= 100:
         raise ConfigError(f"store URL option pool_size must be an integer from 1 to 100, got {pool_text!r}")
-    conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(passed), parts.fragment))
+    # Percent-encoding, not urlencode's default '+' for a space: libpq reads '+' as itself.
+    conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(passed, quote_via=quote), parts.fragment))
     host = parts.hostname or "localhost"
     user = f"{parts.username}@" if parts.username else ""
-    port = f":{parts.port}" if parts.port else ""
+    port = f":{port_number}" if port_number else ""
     display = f"{parts.scheme}://{user}{host}{port}{parts.path}"
     return PostgresTarget(conninfo, schema, table, int(pool_text), display)
+
+
+def redact(url: str) -> str:
+    """The URL as it may be shown in a message: without a password, in the user part or the query."""
+    shown = re.sub(r"(://[^/?#@:]*):[^/?#]*@", r"\1@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", shown)
 
 
 def _identifier(value: str, option: str) -> str:
