@@ -548,12 +548,29 @@ STORE_COMMANDS = READS_ONLY | {"import"}
 
 
 def _require_existing_store(client: CheckpointClient) -> None:
+    """Reading commands refuse a store that is not there: opening it would create it, hiding a mistyped URL."""
     location = client.location
-    if location.scheme in ("file", "sqlite") and not os.path.exists(location.path):
-        raise CliError(
-            f"no checkpoint store at {location.path} ({client.url} from {client.url_source}); "
-            "check --url, MOONCAT_CHECKPOINT_URL or the config file"
-        )
+    shown = client.url
+    if location.scheme in ("file", "sqlite"):
+        if os.path.exists(location.path):
+            return
+        where = location.path
+    elif location.scheme == "postgresql":
+        try:
+            from .backends import postgres
+        except ImportError:
+            return  # opening the store names the missing extra
+        if postgres.store_exists(location.url):
+            return
+        target = postgres.open_target(location.url)
+        where = f"{target.display} (schema {target.schema}, table {target.table})"
+        shown = location.command_url or target.display  # without the password
+    else:
+        return
+    raise CliError(
+        f"no checkpoint store at {where} ({shown} from {client.url_source}); "
+        "check --url, MOONCAT_CHECKPOINT_URL or the config file"
+    )
 
 
 COMMANDS = {

@@ -111,6 +111,19 @@ def open_target(url: str) -> PostgresTarget:
     return target
 
 
+def store_exists(url: str) -> bool:
+    """Whether the store's table is there, found with a read-only query on one short connection: nothing is
+    created, unlike opening a backend. For commands that must not bring a mistyped store into being."""
+    target = open_target(url)
+    sql = Statements.for_target(target)
+    try:
+        with psycopg.connect(target.conninfo, **_connect_kwargs(target.conninfo)) as conn:
+            row = conn.execute(sql.version_exists, (sql.records_table,)).fetchone()
+    except psycopg.Error as exc:
+        raise _store_error(target.display, exc, "cannot be read") from exc
+    return bool(row and row[0])
+
+
 def _store_error(display: str, exc: psycopg.Error, doing: str) -> CheckpointError:
     """A psycopg error as this library's: the server's trouble, or a store that cannot be used as configured."""
     state = exc.sqlstate

@@ -132,9 +132,14 @@ class Statements:
     def lock_key(self) -> str:
         return f"mooncat-checkpoint:{self.target.schema}.{self.target.table}"
 
+    # Quoted for to_regclass, which folds unquoted names to lower case as SQL does.
     @cached_property
     def version_table(self) -> str:
-        return f"{self.target.schema}.{self.target.table}_schema_version"
+        return self.names["version"]
+
+    @cached_property
+    def records_table(self) -> str:
+        return self.names["table"]
 
     # ---- schema ----
 
