@@ -1,7 +1,9 @@
 """`mooncat-checkpoint bench`: measure what a store costs per operation, in one namespace of its own.
 
 Every workload runs on keys `k0 .. k<N-1>` of the bench namespace, which must be empty at the start
-(or cleared with --force) and is emptied again at the end, also after an error or Ctrl-C.
+(or cleared with --force) and is emptied again at the end, also after an error or Ctrl-C. A store that
+did not exist before the bench (a folder, a SQLite file, a PostgreSQL schema or table) is removed again at
+the end, if it then holds nothing; what existed before is never removed.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import contextlib
 import json
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import CheckpointClient
+from .config import StoreLocation
 from .errors import InvalidArgumentError
 from .keys import check_namespace
 from .protocol import Checkpoint
@@ -268,9 +272,68 @@ def _remove_empty_namespace(folder: Path) -> None:
             folder.rmdir()
 
 
+def _first_missing(path: Path) -> Path | None:
+    """The highest folder or file on the way to `path` that does not exist: what opening it would create."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def _remove_empty_tree(top: Path) -> None:
+    """Remove `top` and the folders under it, bottom up, as long as each holds nothing but a lock file."""
+    if not top.is_dir():
+        return
+    for folder, _, files in os.walk(top, topdown=False):
+        here = Path(folder)
+        if files == [".lock"]:
+            (here / ".lock").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: someone else's records, kept
+            here.rmdir()
+
+
+def created_store_remover(location: StoreLocation) -> Callable[[], None] | None:
+    """Looked at before the bench opens the store: how to remove the store afterwards if the bench is what
+    creates it, or None when it exists already (or lives in memory)."""
+    if location.scheme == "file":
+        top = _first_missing(Path(location.path))
+        return None if top is None else lambda: _remove_empty_tree(top)
+    if location.scheme == "sqlite":
+        database = Path(location.path)
+        if database.exists():
+            return None
+        folders = _first_missing(database.parent)
+
+        def remove_database() -> None:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{database}{suffix}").unlink(missing_ok=True)
+            if folders is not None:
+                _remove_empty_tree(folders)
+
+        return remove_database
+    if location.scheme == "postgresql":
+        try:
+            from .backends import postgres
+        except ImportError:
+            return None  # opening the store names the missing extra
+        schema_existed, table_existed = postgres.store_parts(location.url)
+        if table_existed:
+            return None
+
+        def remove_tables() -> None:
+            postgres.drop_empty_store(location.url, with_schema=not schema_existed)
+
+        return remove_tables
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     n, processes, ns, wanted = _options(args)
     client = CheckpointClient(args.url, durability=args.durability)
+    remove_created = created_store_remover(client.location)
+    empty_at_end = False
     try:  # closed on every way out: a PostgreSQL pool left to the garbage collector complains from its thread
         progress = Progress(not args.quiet and (args.progress or sys.stderr.isatty()))
         if processes > 0 and client.location.scheme == "memory" and {"disjoint", "overlap"} & set(wanted):
@@ -289,8 +352,12 @@ def run(args: argparse.Namespace) -> int:
         finally:
             with progress.phase("cleaning up", 1):
                 clear_namespace(client, ns)
+            # A store the bench created is removed only if nobody else wrote to it meanwhile.
+            empty_at_end = not client.namespaces()
     finally:
         client.close()
+        if remove_created is not None and empty_at_end:
+            remove_created()
     report(args, client, args.durability, n, processes, results)
     return 0
 

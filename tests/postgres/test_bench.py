@@ -1,15 +1,18 @@
 """`mooncat-checkpoint bench` on PostgreSQL: every workload runs, records are counted right, the namespace is
-left empty, and a namespace holding records is refused unless --force is given. No timing is asserted."""
+left empty, and a namespace holding records is refused unless --force is given. A store the bench created
+(here also a file or SQLite one) is removed afterwards, one that existed is kept. No timing is asserted."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
-from mooncat_checkpoint import CheckpointClient, cli
+from mooncat_checkpoint import CheckpointClient, bench, cli
+from pg_server import store_url
 
 NS = "bench-here"
 
@@ -60,3 +63,74 @@ def test_bad_options_are_refused_before_anything_is_written(
     assert err.startswith("mooncat-checkpoint: error:")
     # Not even the store's schema was created.
     assert admin.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchall() == []
+
+
+def _bench_quiet(url: str) -> None:
+    code, _, err = _bench(url, "--n", "5", "--processes", "1")
+    assert code == 0, err
+
+
+def _schema_exists(admin: Any, schema: str) -> bool:
+    return bool(admin.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchall())
+
+
+def test_a_schema_the_bench_created_is_dropped_afterwards(schema: str, admin: Any) -> None:
+    _bench_quiet(store_url(schema))
+    assert not _schema_exists(admin, schema)
+
+
+def test_tables_the_bench_created_in_an_existing_schema_go_and_the_schema_and_its_other_tables_stay(
+    schema: str, admin: Any
+) -> None:
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    admin.execute(f'CREATE TABLE "{schema}".mine (x int)')
+    _bench_quiet(store_url(schema))
+    tables = {t for (t,) in admin.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))}
+    assert tables == {"mine"}
+
+
+def test_a_store_that_existed_is_kept_even_when_empty(schema: str, admin: Any) -> None:
+    url = store_url(schema)
+    with CheckpointClient(url) as cp:
+        cp.get(NS, "k")  # creates the store, with no record in it
+    _bench_quiet(url)
+    assert admin.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}".checkpoints',)).fetchone() == (True,)
+
+
+def test_a_created_store_that_someone_else_wrote_to_meanwhile_is_kept(
+    schema: str, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = store_url(schema)
+    real_measure = bench.measure
+
+    def measure_while_another_worker_writes(client: CheckpointClient, *args: Any, **kwargs: Any) -> Any:
+        with CheckpointClient(url) as other:
+            other.claim("someone-else", "k")
+        return real_measure(client, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "measure", measure_while_another_worker_writes)
+    _bench_quiet(url)
+    assert admin.execute(f'SELECT namespace FROM "{schema}".checkpoints').fetchall() == [("someone-else",)]
+
+
+def test_a_file_store_folder_the_bench_created_is_removed_and_its_parents_too(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    _bench_quiet(f"file://{tmp_path}/made/by/bench")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_an_existing_file_store_folder_is_kept(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    _bench_quiet(f"file://{root}")
+    assert root.is_dir()
+
+
+def test_a_sqlite_file_the_bench_created_is_removed_and_an_existing_one_kept(tmp_path: Path) -> None:
+    _bench_quiet(f"sqlite://{tmp_path}/new/bench.db")
+    assert list(tmp_path.iterdir()) == []
+    existing = tmp_path / "existing.db"
+    with CheckpointClient(f"sqlite://{existing}") as cp:
+        cp.get(NS, "k")
+    _bench_quiet(f"sqlite://{existing}")
+    assert existing.is_file()

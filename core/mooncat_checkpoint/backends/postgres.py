@@ -114,14 +114,46 @@ def open_target(url: str) -> PostgresTarget:
 def store_exists(url: str) -> bool:
     """Whether the store's table is there, found with a read-only query on one short connection: nothing is
     created, unlike opening a backend. For commands that must not bring a mistyped store into being."""
+    return store_parts(url)[1]
+
+
+def store_parts(url: str) -> tuple[bool, bool]:
+    """(the schema exists, the store's table exists), read without creating anything."""
     target = open_target(url)
     sql = Statements.for_target(target)
     try:
         with psycopg.connect(target.conninfo, **_connect_kwargs(target.conninfo)) as conn:
-            row = conn.execute(sql.version_exists, (sql.records_table,)).fetchone()
+            schema = conn.execute(sql.schema_exists, (sql.names["schema"],)).fetchone()
+            table = conn.execute(sql.version_exists, (sql.records_table,)).fetchone()
     except psycopg.Error as exc:
         raise _store_error(target.display, exc, "cannot be read") from exc
-    return bool(row and row[0])
+    return bool(schema and schema[0]), bool(table and table[0])
+
+
+def drop_empty_store(url: str, with_schema: bool) -> bool:
+    """Remove the store's tables if they hold no record (and then its schema, if asked and it holds nothing
+    else): for a store that a throwaway run created. False when something was kept because it is in use."""
+    target = open_target(url)
+    sql = Statements.for_target(target)
+    try:
+        with psycopg.connect(target.conninfo, **_connect_kwargs(target.conninfo)) as conn:
+            conn.execute(_session_settings())
+            with conn.transaction():
+                # Locked first: a writer arriving now waits, then finds the tables gone, instead of losing a row.
+                conn.execute(sql.lock_all)
+                row = conn.execute(sql.holds_nothing).fetchone()
+                if not row or not row[0]:
+                    return False
+                for statement in sql.drop():
+                    conn.execute(statement)
+            if with_schema:
+                try:
+                    conn.execute(sql.drop_schema)
+                except pg_errors.DependentObjectsStillExist:
+                    return False
+    except psycopg.Error as exc:
+        raise _store_error(target.display, exc, "cannot be removed") from exc
+    return True
 
 
 def _store_error(display: str, exc: psycopg.Error, doing: str) -> CheckpointError:

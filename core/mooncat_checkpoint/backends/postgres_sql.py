@@ -170,6 +170,27 @@ class Statements:
             self._sql("INSERT INTO {version} (version) VALUES (1) ON CONFLICT DO NOTHING"),
         ]
 
+    def drop(self) -> list[str]:
+        """Undo `create` for a store that holds nothing (the schema is left to the caller: it may hold more)."""
+        return [self._sql("DROP TABLE {version}, {quarantine}, {table}")]
+
+    @cached_property
+    def lock_all(self) -> str:
+        return self._sql("LOCK TABLE {table}, {quarantine}, {version} IN ACCESS EXCLUSIVE MODE")
+
+    @cached_property
+    def holds_nothing(self) -> str:
+        return self._sql("SELECT NOT EXISTS (SELECT 1 FROM {table}) AND NOT EXISTS (SELECT 1 FROM {quarantine})")
+
+    @cached_property
+    def schema_exists(self) -> str:
+        return self._sql("SELECT to_regnamespace(%s) IS NOT NULL")
+
+    @cached_property
+    def drop_schema(self) -> str:
+        # RESTRICT: a schema that holds anything else stays.
+        return self._sql("DROP SCHEMA {schema} RESTRICT")
+
     @cached_property
     def version_exists(self) -> str:
         return self._sql("SELECT to_regclass(%s) IS NOT NULL")
