@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
+import pytest
 from core_support import STORE_URLS, FakeClock, install_clock
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
-from mooncat_checkpoint import Checkpoint, CheckpointClient, LeaseLostError, Status
+from mooncat_checkpoint import Checkpoint, CheckpointClient, InvalidArgumentError, LeaseLostError, Status
 
 NAMESPACES = ("alpha", "beta")
 # Plain keys, keys stored under a hashed segment, and a key ending in a newline.
@@ -171,6 +172,9 @@ class StoreModel(RuleBasedStateMachine):
         rec.updated_at = self.clock.now
         assert view(got) == expected_view(rec)
 
+    def _refuses_nul(self, text: str | None) -> bool:
+        return _refuses_nul_on(self.backend, text)
+
     @rule(entry=tokens, result=json_value, ref=st.none() | st.text(max_size=5))
     def done(self, entry: tuple[str, str, str], result: Any, ref: str | None) -> None:
         ns, key, token = entry
@@ -181,6 +185,10 @@ class StoreModel(RuleBasedStateMachine):
             except LeaseLostError:
                 return
             raise AssertionError("done without the lease must raise LeaseLostError")
+        if self._refuses_nul(ref):  # the record it would write cannot be stored: refused, nothing written
+            with pytest.raises(InvalidArgumentError, match="NUL"):
+                self.cp.done(ns, key, token, result=copy.deepcopy(result), result_ref=ref)
+            return  # the invariant checks that the record is unchanged
         got = self.cp.done(ns, key, token, result=copy.deepcopy(result), result_ref=ref)
         rec.status, rec.token, rec.lease_until = Status.DONE, None, None
         rec.result, rec.result_ref, rec.error, rec.updated_at = result, ref, None, self.clock.now
@@ -196,6 +204,10 @@ class StoreModel(RuleBasedStateMachine):
             except LeaseLostError:
                 return
             raise AssertionError("fail without the lease must raise LeaseLostError")
+        if self._refuses_nul(error):
+            with pytest.raises(InvalidArgumentError, match="NUL"):
+                self.cp.fail(ns, key, error, lease_token=token)
+            return
         got = self.cp.fail(ns, key, error, lease_token=token)
         rec.status, rec.token, rec.lease_until = Status.FAILED, None, None
         rec.result, rec.result_ref, rec.error, rec.updated_at = None, None, error, self.clock.now
@@ -276,6 +288,11 @@ class StoreModel(RuleBasedStateMachine):
             stored = {r.key: view(r) for r in self.cp.list(ns)}
             expected = {k: expected_view(rec) for (n, k), rec in self.model.items() if n == ns}
             assert stored == expected
+
+
+def _refuses_nul_on(backend: str, text: str | None) -> bool:
+    """PostgreSQL text cannot hold NUL, so that store refuses such a string before writing; the others keep it."""
+    return backend == "postgres" and text is not None and "\x00" in text
 
 
 def _machine_for(backend: str) -> type[StoreModel]:
