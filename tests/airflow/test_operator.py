@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -80,9 +84,17 @@ def test_last_try_failure_records_fail_and_a_rerun_refuses(
     assert str(second.state) == "failed"
     assert calls(marker) == ["fail"]
     out, err = capfd.readouterr()
-    assert f"mooncat-checkpoint reset {namespace} fail/one" in out + err + caplog.text
-
-    assert client.reset(namespace, "fail/one")
+    # The hint names the store the task used, so it works as printed from any folder.
+    hint = re.search(r"`(mooncat-checkpoint reset [^`]*)`", out + err + caplog.text)
+    assert hint is not None, out + err
+    command = hint.group(1)
+    assert command.startswith(f"mooncat-checkpoint reset {namespace} fail/one --url ")
+    reset = subprocess.run(
+        command, shell=True, cwd=marker.parent, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+    assert reset.returncode == 0, reset.stderr
+    assert client.get(namespace, "fail/one") is None
     third = run_dag(mc_basic.mc_fail, conf(namespace, marker))
     assert calls(marker) == ["fail", "fail"]
     assert str(third.state) == "failed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import logging
+import shlex
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, TypeVar, cast, get_args
@@ -33,7 +34,7 @@ from mooncat_airflow.utils.context import is_last_try, key_uses_map_index, map_i
 if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
-    from mooncat_checkpoint import Checkpoint, Step, StepFailedError
+    from mooncat_checkpoint import Checkpoint, CheckpointClient, Step, StepFailedError
 
 OnDone = Literal["return", "skip"]
 OnBusy = Literal["wait", "fail"]
@@ -56,12 +57,15 @@ def _is_seconds(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def failed_record_message(namespace: str, key: str, error: str | None) -> str:
-    """Explain a terminal ``failed`` record and the ways out of it."""
+def failed_record_message(namespace: str, key: str, error: str | None, store: CheckpointClient | None = None) -> str:
+    """Explain a terminal ``failed`` record and the ways out of it. The reset command names the store the
+    task used, shell-quoted, so it works from any folder of any machine that reaches the store."""
+    url = store.location.command_url if store is not None else None
+    command = shlex.join(["mooncat-checkpoint", "reset", namespace, key, *(["--url", url] if url else [])])
     return (
         f"Checkpoint {namespace}/{key} is recorded as failed"
         f"{f' ({error})' if error else ''}; it stays failed until it is reset. Reset it with "
-        f"`mooncat-checkpoint reset {namespace} {key}` (or the reset button on the Mooncat Checkpoints "
+        f"`{command}` (or the reset button on the Mooncat Checkpoints "
         f"page), or set on_failed_record='reset' to reset and rerun automatically."
     )
 
@@ -350,7 +354,9 @@ class CheckpointMixin:
             self.checkpoint_hook.get_shared_conn().reset(namespace, key)
             return self._checkpoint_run(context, namespace, key, after_reset=True, work=work)
         raise AirflowFailException(
-            failed_record_message(namespace, key, record.error if record is not None else None)
+            failed_record_message(
+                namespace, key, record.error if record is not None else None, self.checkpoint_hook.get_shared_conn()
+            )
         ) from exc
 
     def _checkpoint_next_look(self, record: Checkpoint | None, deadline: float | None) -> float | None:
@@ -417,7 +423,9 @@ class CheckpointMixin:
         if status == STATUS_DONE:
             return self._checkpoint_finished(namespace, key, event.get("result"), event.get("owner_run_id"))
         if status == STATUS_FAILED and self.checkpoint_on_failed_record == "raise":
-            raise AirflowFailException(failed_record_message(namespace, key, event.get("error")))
+            raise AirflowFailException(
+                failed_record_message(namespace, key, event.get("error"), self.checkpoint_hook.get_shared_conn())
+            )
         if status in (STATUS_FAILED, STATUS_FREE):
             # Claim again; a failed record is reset there when on_failed_record="reset".
             try:

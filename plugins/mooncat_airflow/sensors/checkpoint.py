@@ -84,7 +84,7 @@ class CheckpointSensor(BaseSensorOperator):
             return PokeReturnValue(is_done=True, xcom_value=record.result)
         if record is not None and status == STATUS_FAILED:
             # The sensor base turns AirflowFailException into a skip when soft_fail is set.
-            raise AirflowFailException(failed_record_message(namespace, key, record.error))
+            raise AirflowFailException(failed_record_message(namespace, key, record.error, hook.get_shared_conn()))
         self.log.info("Checkpoint %s/%s is %s; waiting", namespace, key, status or "absent")
         return PokeReturnValue(is_done=False)
 
@@ -117,5 +117,6 @@ class CheckpointSensor(BaseSensorOperator):
             self.log.info("Checkpoint %s/%s is done (by %s)", namespace, key, event.get("owner_run_id"))
             return event.get("result")
         if status == STATUS_FAILED:
-            raise AirflowFailException(failed_record_message(namespace, key, event.get("error")))
+            store = CheckpointHook(mooncat_conn_id=self.mooncat_conn_id).get_shared_conn()
+            raise AirflowFailException(failed_record_message(namespace, key, event.get("error"), store))
         raise AirflowException(f"Unexpected checkpoint trigger event: {event!r}")
