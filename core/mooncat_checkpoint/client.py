@@ -48,6 +48,9 @@ class Plan:
     optimistic: bool = False
     # (key, owner_run_id, lease_ms) of a claim, for backends that decide claims in one step (`claim_once`).
     claim_args: tuple[str, str | None, int] | None = None
+    # (key, lease_token, status, result, result_json, result_ref, error) of a done or fail, for backends
+    # that record them in one guarded write (`finish_once`).
+    finish_args: tuple[str, str, Status, Any, str | None, str | None, str | None] | None = None
 
 
 def _positive_ms(value: object, name: str, default: int) -> int:
@@ -136,14 +139,17 @@ class ClientCore:
         # object: changing that object afterwards must not change the returned record, as on every store.
         stored = None if result_json is None else loads_stored(result_json)
         transition = machine.done(ns, key, token, stored, result_json, result_ref)
-        return Plan(ns, segment, machine.for_key(ns, key, transition), durable=True)
+        return Plan(ns, segment, machine.for_key(ns, key, transition), durable=True,
+                    finish_args=(key, token, Status.DONE, stored, result_json, result_ref, None))
 
     def fail(self, namespace: str, key: str, error: str, lease_token: str) -> Plan:
         ns, segment = self.target(namespace, key)
         if not isinstance(error, str):
             raise InvalidArgumentError(f"error must be a string message, got {type(error).__name__}")
-        transition = machine.fail(ns, key, _token(lease_token), error)
-        return Plan(ns, segment, machine.for_key(ns, key, transition), durable=True)
+        token = _token(lease_token)
+        transition = machine.fail(ns, key, token, error)
+        return Plan(ns, segment, machine.for_key(ns, key, transition), durable=True,
+                    finish_args=(key, token, Status.FAILED, None, None, None, error))
 
     def abandon(self, namespace: str, key: str, lease_token: str) -> Plan:
         ns, segment = self.target(namespace, key)
@@ -303,6 +309,9 @@ class CheckpointClient:
             claim_once = getattr(backend, "claim_once", None)
             if plan.claim_args is not None and claim_once is not None:
                 return claim_once(plan.namespace, plan.segment, *plan.claim_args)
+            finish_once = getattr(backend, "finish_once", None)
+            if plan.finish_args is not None and finish_once is not None:
+                return finish_once(plan.namespace, plan.segment, *plan.finish_args)
             if plan.optimistic:
                 change = plan.transition(backend.read(plan.namespace, plan.segment), backend.now_ms())
                 if not change.writes:
@@ -374,6 +383,10 @@ class CheckpointClient:
     def gc(self, older_than: int = 0, *, namespace: str | None = None) -> int:
         """Delete claims whose lease ended at least `older_than` ms ago, in one namespace or all of them."""
         grace = self._core.older_than(older_than)
+        chosen = None if namespace is None else check_namespace(namespace)
+        collect = getattr(self.backend, "collect_expired", None)
+        if collect is not None:  # one bulk delete per namespace, by the same rule
+            return sum(collect(ns, grace) for ns in ([chosen] if chosen is not None else self.backend.namespaces()))
         return self._sweep(
             namespace, lambda r, now: machine.lease_expired(r, now, grace), machine.collect(grace)
         )
@@ -564,6 +577,9 @@ class AsyncCheckpointClient:
             claim_once = getattr(backend, "claim_once", None)
             if plan.claim_args is not None and claim_once is not None:
                 return await claim_once(plan.namespace, plan.segment, *plan.claim_args)
+            finish_once = getattr(backend, "finish_once", None)
+            if plan.finish_args is not None and finish_once is not None:
+                return await finish_once(plan.namespace, plan.segment, *plan.finish_args)
             if plan.optimistic:
                 change = plan.transition(await backend.read(plan.namespace, plan.segment), await backend.now_ms())
                 if not change.writes:
@@ -670,6 +686,12 @@ class AsyncCheckpointClient:
 
     async def gc(self, older_than: int = 0, *, namespace: str | None = None) -> int:
         grace = self._core.older_than(older_than)
+        chosen = None if namespace is None else check_namespace(namespace)
+        backend = await self._ready()
+        collect = getattr(backend, "collect_expired", None)
+        if collect is not None:
+            names = [chosen] if chosen is not None else await backend.namespaces()
+            return sum([await collect(ns, grace) for ns in names])
         return await self._sweep(
             namespace, lambda r, now: machine.lease_expired(r, now, grace), machine.collect(grace)
         )

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
@@ -69,6 +69,36 @@ class ClaimsInOneStep(Protocol):
     ) -> ClaimResult: ...
 
 
+class FinishesInOneStep(Protocol):
+    """Optional hook: a backend that can record `done` or `fail` in one guarded write offers `finish_once`.
+
+    The clients call it instead of `apply` when present. For `status` DONE it must give exactly the record
+    (or the error) that `machine.for_key(namespace, key, machine.done(namespace, key, lease_token, result,
+    result_json, result_ref))` gives against the stored record at the store's `now`; for FAILED, that of
+    `machine.fail(namespace, key, lease_token, error)`. It is durable, like the transitions it stands for.
+    """
+
+    def finish_once(
+        self, namespace: str, segment: str, key: str, lease_token: str, status: Status, result: Any,
+        result_json: str | None, result_ref: str | None, error: str | None,
+    ) -> Checkpoint: ...
+
+
+class CollectsInOneStep(Protocol):
+    """Optional hook: a backend that can delete a namespace's expired claims in bulk offers `collect_expired`.
+
+    `gc` calls it per namespace instead of streaming and deleting record by record. It must delete exactly
+    the records that `machine.collect(older_than)` would delete, each decided at the store's `now` under
+    the same lock as claim, and never an unreadable or misplaced record; it returns how many went.
+    """
+
+    def collect_expired(self, namespace: str, older_than: int) -> int: ...
+
+
+# Optional hooks that ThreadedAsyncBackend passes on, as coroutines, when the blocking backend has them.
+ONE_STEP_HOOKS = ("claim_once", "finish_once", "collect_expired")
+
+
 class AsyncBackend(Protocol):
     async def now_ms(self) -> int: ...
     async def read(self, namespace: str, segment: str) -> Checkpoint | None: ...
@@ -87,6 +117,10 @@ class ThreadedAsyncBackend:
 
     def __init__(self, backend: Backend) -> None:
         self.sync = backend
+        for name in ONE_STEP_HOOKS:
+            hook = getattr(backend, name, None)
+            if hook is not None:
+                setattr(self, name, _in_thread(hook))
 
     async def now_ms(self) -> int:
         return self.sync.now_ms()
@@ -126,6 +160,13 @@ class ThreadedAsyncBackend:
 
     async def close(self) -> None:
         await asyncio.to_thread(self.sync.close)
+
+
+def _in_thread(hook: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    async def run(*args: Any) -> T:
+        return await asyncio.to_thread(hook, *args)
+
+    return run
 
 
 def _next_page(items: Iterator[T], size: int) -> list[T]:

@@ -6,13 +6,15 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import machine
 from ..errors import ConfigError, CorruptRecordError
 from ..machine import Change, Transition
-from ..protocol import Checkpoint, CorruptRecord, Status
+from ..protocol import Checkpoint, ClaimResult, CorruptRecord, Status
 from ..serialize import loads_stored, result_json_of, row_problem
 from .base import misplaced, wall_clock_ms
 
@@ -41,6 +43,41 @@ UPSERT = (
     "attempts=excluded.attempts, created_at=excluded.created_at, updated_at=excluded.updated_at"
 )
 SELECT_ONE = f"SELECT {COLUMNS} FROM checkpoints WHERE namespace=? AND storage_key=?"
+# A claim of a key with no record: the record the machine built lands only if none appeared meanwhile.
+INSERT_NEW = f"INSERT INTO checkpoints ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
+
+_SAFE = "BETWEEN -9007199254740992 AND 9007199254740992"  # serialize.MAX_SAFE_INTEGER, either sign
+_SAFE_INT = "(typeof({0}) = 'integer' AND {0} " + _SAFE + ")"
+# `done`/`fail` in one statement, only on a row that is plainly the caller's live claim and whose columns
+# this write replaces were readable: anything else (lease lost, another key, a result or error already
+# there, a column of the wrong type) changes nothing and is left to the machine's own transition.
+FINISH = (
+    "UPDATE checkpoints SET status=?, lease_token=NULL, lease_until=NULL, result=?, result_ref=?, error=?, "
+    "updated_at=? WHERE namespace=? AND storage_key=? AND key=? AND status='claimed' AND lease_token=? "
+    "AND result IS NULL AND result_ref IS NULL AND error IS NULL "
+    f"AND (lease_until IS NULL OR {_SAFE_INT.format('lease_until')}) AND {_SAFE_INT.format('updated_at')} "
+    "RETURNING owner_run_id, attempts, created_at"
+)
+# A row that these SQL tests pass is one `row_to_record` reads and `misplaced` keeps (a plain key stored
+# under itself, no result, every column of its type and range): a sufficient test, never a necessary one.
+# Rows it does not vouch for are asked of Python (`mooncat_collectable`), so the rule stays the one in
+# serialize/base, and an unreadable or misplaced row is never deleted.
+_PLAIN_ROW = (
+    "(typeof(key) = 'text' AND storage_key = key AND length(key) BETWEEN 1 AND 128 AND key NOT IN ('.', '..') "
+    "AND key NOT GLOB '*[^A-Za-z0-9_.-]*' AND typeof(lease_token) = 'text' "
+    "AND (owner_run_id IS NULL OR typeof(owner_run_id) = 'text') AND result IS NULL "
+    "AND (result_ref IS NULL OR typeof(result_ref) = 'text') AND (error IS NULL OR typeof(error) = 'text') "
+    f"AND {_SAFE_INT.format('attempts')} AND {_SAFE_INT.format('created_at')} AND {_SAFE_INT.format('updated_at')} "
+    f"AND (lease_until IS NULL OR {_SAFE_INT.format('lease_until')}))"
+)
+# gc's rule (machine.collect: a claim whose lease ended at `now - older_than` or before), a chunk at a time.
+COLLECT = (
+    "DELETE FROM checkpoints WHERE rowid IN (SELECT rowid FROM checkpoints WHERE namespace=? "
+    "AND status='claimed' AND (lease_until IS NULL OR lease_until <= ?) "
+    f"AND ({_PLAIN_ROW} OR mooncat_collectable({COLUMNS})) LIMIT ?)"
+)
+# Rows deleted per gc transaction: the write lock is held for a few milliseconds at a time.
+COLLECT_CHUNK = 5000
 BUSY_TIMEOUT_S = 60.0
 # A parameter list longer than this is split; SQLite's own limit is 32766 in current builds.
 BATCH = 500
@@ -87,6 +124,15 @@ def row_to_record(row: Sequence[Any], db: str) -> Checkpoint:
     return Checkpoint.stored(
         namespace, key, parsed_status, owner, token, until, value, ref, error, attempts, created, updated, result
     )
+
+
+def _collectable(*row: Any) -> int:
+    """For COLLECT: 1 if the row is one `scan` returns as a record (readable, stored under its key's name)."""
+    try:
+        record = row_to_record(row, "")
+    except CorruptRecordError:
+        return 0
+    return 1 if misplaced(row[0], row[1], record, "") is record else 0
 
 
 def record_to_row(segment: str, record: Checkpoint) -> tuple[Any, ...]:
@@ -141,7 +187,8 @@ class SqliteBackend:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(conn)
+            conn.create_function("mooncat_collectable", 13, _collectable, deterministic=True)
             self._local.conn = conn
             self._local.sync = ""
             with self._guard:
@@ -188,17 +235,86 @@ class SqliteBackend:
     ) -> list[Any]:
         conn = self._conn()
         self._set_sync(conn, durable)
-        values: list[Any] = []
         with _transaction(conn):
             now = self.now_ms()
-            for segment, transition in items:
-                change: Change[Any] = transition(self._read_with(conn, namespace, segment), now)
-                if change.put is not None:
-                    conn.execute(UPSERT, record_to_row(segment, change.put))
-                elif change.delete:
-                    conn.execute("DELETE FROM checkpoints WHERE namespace=? AND storage_key=?", (namespace, segment))
-                values.append(change.value)
-        return values
+            return [self._apply_locked(conn, namespace, segment, transition, now) for segment, transition in items]
+
+    def _apply_locked(
+        self, conn: sqlite3.Connection, namespace: str, segment: str, transition: Transition[T], now: int
+    ) -> T:
+        change: Change[T] = transition(self._read_with(conn, namespace, segment), now)
+        if change.put is not None:
+            conn.execute(UPSERT, record_to_row(segment, change.put))
+        elif change.delete:
+            conn.execute("DELETE FROM checkpoints WHERE namespace=? AND storage_key=?", (namespace, segment))
+        return change.value
+
+    def claim_once(
+        self, namespace: str, segment: str, key: str, owner_run_id: str | None, lease_ms: int
+    ) -> ClaimResult:
+        """`machine.claim` with fewer statements: a done, failed or busy key is answered from one unlocked
+        read; a key with no record is inserted without being read again under the lock."""
+        conn = self._conn()
+        row = conn.execute(SELECT_ONE, (namespace, segment)).fetchone()
+        current = None if row is None else row_to_record(row, self._db)
+        if current is not None:
+            settled = machine.settled_claim(namespace, key, current)
+            if settled is not None:
+                return settled
+        transition = machine.for_key(namespace, key, machine.claim(namespace, key, owner_run_id, lease_ms))
+        if current is not None:
+            change = transition(current, self.now_ms())
+            if not change.writes:
+                return change.value
+        self._set_sync(conn, False)
+        with _transaction(conn):
+            now = self.now_ms()  # read under the lock: waiting for it must not shorten the lease
+            if current is None:
+                change = transition(None, now)
+                assert change.put is not None  # a claim of an absent key always writes
+                if conn.execute(INSERT_NEW, record_to_row(segment, change.put)).rowcount == 1:
+                    return change.value
+            return self._apply_locked(conn, namespace, segment, transition, now)
+
+    def finish_once(
+        self, namespace: str, segment: str, key: str, lease_token: str, status: Status, result: Any,
+        result_json: str | None, result_ref: str | None, error: str | None,
+    ) -> Checkpoint:
+        """`machine.done` / `machine.fail` as one guarded UPDATE; whatever it does not settle (a lost lease,
+        another key, an unreadable column) runs the machine's transition in the same transaction."""
+        conn = self._conn()
+        self._set_sync(conn, True)
+        with _transaction(conn):
+            now = self.now_ms()
+            kept = conn.execute(
+                FINISH, (status.value, result_json, result_ref, error, now, namespace, segment, key, lease_token)
+            ).fetchone()
+            if kept is not None:
+                owner, attempts, created = kept
+                # The columns this write kept are checked as a read would; a bad one rolls the write back.
+                problem = row_problem(key, status.value, owner, None, None, result_json, result_ref, error,
+                                      attempts, created, now)
+                if problem is not None:
+                    raise CorruptRecordError(self._location(namespace, segment), problem)
+                return Checkpoint.stored(namespace, key, status, owner, None, None, result, result_ref, error,
+                                         attempts, created, now, result_json)
+            if status is Status.DONE:
+                transition = machine.done(namespace, key, lease_token, result, result_json, result_ref)
+            else:
+                transition = machine.fail(namespace, key, lease_token, error or "")
+            return self._apply_locked(conn, namespace, segment, machine.for_key(namespace, key, transition), now)
+
+    def collect_expired(self, namespace: str, older_than: int) -> int:
+        """gc of one namespace, a DELETE per chunk; each chunk decided under the write lock at its own `now`."""
+        conn = self._conn()
+        self._set_sync(conn, False)
+        total = 0
+        while True:
+            with _transaction(conn):
+                removed = conn.execute(COLLECT, (namespace, self.now_ms() - older_than, COLLECT_CHUNK)).rowcount
+            total += removed
+            if removed < COLLECT_CHUNK:
+                return total
 
     def scan(self, namespace: str, status: Status | None = None) -> Iterator[Checkpoint | CorruptRecord]:
         # A separate connection: the cursor streams while the caller may write through its own.
@@ -251,6 +367,20 @@ class SqliteBackend:
                     conn.close()
             self._all = []
             self._local = threading.local()
+
+
+def _enter_wal(conn: sqlite3.Connection) -> None:
+    """PRAGMA journal_mode=WAL, waiting like any other statement: while another process switches a new
+    database to WAL, SQLite answers "database is locked" at once instead of calling the busy handler."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 class _transaction:
