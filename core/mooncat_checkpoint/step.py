@@ -31,7 +31,7 @@ _FIRST_POLL_S = 0.05
 _MAX_POLL_S = 2.0
 
 
-def _check_options(
+def check_step_options(
     on_busy: str, on_error: str, wait_timeout: float | None, lease_ms: int | None, heartbeat: bool
 ) -> int:
     if on_busy not in ("wait", "raise"):
@@ -89,7 +89,7 @@ class _StepState:
         self.namespace = ns
         self.key = key
         self.owner_run_id = owner_run_id
-        self.lease_ms = _check_options(on_busy, on_error, wait_timeout, lease_ms, heartbeat)
+        self.lease_ms = check_step_options(on_busy, on_error, wait_timeout, lease_ms, heartbeat)
         self.on_busy = on_busy
         self.wait_timeout = wait_timeout
         self.on_error = on_error
@@ -411,7 +411,7 @@ def checkpointed(client: CheckpointClient, ns: str, key: KeySpec, **options: Any
     if unknown:
         raise InvalidArgumentError(f"unknown step option {unknown[0]!r}; the options are {sorted(_STEP_OPTIONS)}")
     check_optional_str(options.get("owner_run_id"), "owner_run_id")
-    _check_options(
+    check_step_options(
         options.get("on_busy", "wait"), options.get("on_error", "abandon"), options.get("wait_timeout"),
         options.get("lease_ms"), options.get("heartbeat", True),
     )

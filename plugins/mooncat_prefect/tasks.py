@@ -35,6 +35,7 @@ from mooncat_checkpoint import (
     render_key,
 )
 from mooncat_checkpoint.keys import template_fields
+from mooncat_checkpoint.step import check_step_options
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_logger
@@ -101,6 +102,10 @@ class CheckpointOptions:
             raise InvalidArgumentError(f"on_failure must be 'abandon' or 'fail', got {self.on_failure!r}")
         if self.url is not None and self.client is not None:
             raise InvalidArgumentError("give either url= or client=, not both")
+        if not isinstance(self.refresh, bool):  # "no" would be true and recompute every done key
+            raise InvalidArgumentError(f"refresh must be True or False, got {self.refresh!r}")
+        # The step's own checks, so a bad lease or wait fails where it is written, not inside a task run.
+        check_step_options(self.on_busy, "abandon", self.wait_timeout, self.lease_ms, True)
         if self.key is not None and not isinstance(self.key, (str, CachePolicy)) and not callable(self.key):
             raise InvalidArgumentError(
                 f"key must be a template string, a callable or a Prefect CachePolicy, got {self.key!r}"
@@ -671,6 +676,9 @@ class CheckpointTask(Task[P, R], Generic[P, R]):
         # Prefect's own cache must not answer before our claim does: it would skip by a Python-only hash and
         # never record the key in the store. So the default policy is NO_CACHE.
         task_options.setdefault("cache_policy", NO_CACHE)
+        refresh_cache = task_options.get("refresh_cache")
+        if refresh_cache is not None and not isinstance(refresh_cache, bool):  # "no" would read as true
+            raise InvalidArgumentError(f"refresh_cache must be True, False or None, got {refresh_cache!r}")
         super().__init__(fn=fn, **task_options)
         self.checkpoint_options = checkpoint_options
 

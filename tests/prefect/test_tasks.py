@@ -665,10 +665,12 @@ def test_calling_fn_inside_another_task_is_a_plain_call(store_url: str, client: 
 
 
 @pytest.mark.parametrize("options", [{"namespace": ""}, {"namespace": "a b"}, {"on_busy": "later"},
-                                     {"on_failure": "retry"}, {"key": 42}])
+                                     {"on_failure": "retry"}, {"key": 42}, {"refresh": "no"}, {"refresh": 1},
+                                     {"lease_ms": "100"}, {"lease_ms": -1}, {"wait_timeout": "5"},
+                                     {"refresh_cache": "no"}])
 def test_bad_options_fail_where_they_are_written(options: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgumentError):
-        checkpoint_task(**options)
+        checkpoint_task(**{"namespace": NS, **options})(lambda n: n)
 
     @checkpoint_task(namespace=NS, key="k/{n}")
     def fine(n: int) -> int:
