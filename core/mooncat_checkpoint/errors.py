@@ -92,9 +92,7 @@ class StepFailedError(CheckpointError):
     config file there says. A PostgreSQL URL is shown without its password."""
 
     def __init__(self, checkpoint: Checkpoint, url: str | None = None) -> None:
-        command = f"mooncat-checkpoint reset {checkpoint.namespace} {_shell_quote(checkpoint.key)}"
-        if url is not None:
-            command += f" --url {_shell_quote(url)}"
+        command = reset_command(checkpoint.namespace, checkpoint.key, url)
         super().__init__(
             f"checkpoint {checkpoint.namespace}/{checkpoint.key} is failed ({checkpoint.error or 'no message'}); "
             f"reset it to run again: {command}"
@@ -130,3 +128,14 @@ def _shell_quote(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+
+def reset_command(namespace: str, key: str, url: str | None = None) -> str:
+    """The shell command that resets one key: options first, and `--` before a namespace or key that starts
+    with '-', which the command line would otherwise read as an option."""
+    import shlex
+
+    words = ["mooncat-checkpoint", "reset", *(["--url", url] if url is not None else [])]
+    if namespace.startswith("-") or key.startswith("-"):
+        words.append("--")
+    return shlex.join([*words, namespace, key])

@@ -88,7 +88,7 @@ def test_last_try_failure_records_fail_and_a_rerun_refuses(
     hint = re.search(r"`(mooncat-checkpoint reset [^`]*)`", out + err + caplog.text)
     assert hint is not None, out + err
     command = hint.group(1)
-    assert command.startswith(f"mooncat-checkpoint reset {namespace} fail/one --url ")
+    assert command.startswith("mooncat-checkpoint reset --url ") and command.endswith(f" {namespace} fail/one")
     reset = subprocess.run(
         command, shell=True, cwd=marker.parent, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},

@@ -81,4 +81,4 @@ def test_a_file_recorded_as_failed_stops_the_run_with_its_reset_command(tmp_path
         store.fail("stdlib-fingerprint", "a.py", "bad file", held.lease_token)
     run = _example("--root", str(root), "--url", url, cwd=tmp_path)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
-    assert f"mooncat-checkpoint reset stdlib-fingerprint a.py --url {url}" in run.stderr
+    assert f"mooncat-checkpoint reset --url {url} stdlib-fingerprint a.py" in run.stderr

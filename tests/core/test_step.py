@@ -318,15 +318,17 @@ def test_literal_braces_and_formats_in_a_template_still_work(client: CheckpointC
     assert [r.key for r in client.list("ns")] == ["{part}-007-x"]
 
 
-def test_a_failed_step_names_a_reset_command_that_reaches_its_store(tmp_path: Path) -> None:
-    """The hint carries --url, so it works from any folder, whatever store the CLI would find there."""
+@pytest.mark.parametrize(("ns", "key"), [("ns", "it's a key"), ("ns", "-x"), ("ns", "--force"), ("-ns", "k")])
+def test_a_failed_step_names_a_reset_command_that_reaches_its_store(tmp_path: Path, ns: str, key: str) -> None:
+    """The hint carries --url, so it works from any folder, whatever store the CLI would find there; a
+    namespace or key that starts with '-' is not read as an option."""
     url = f"sqlite://{tmp_path / 'a store' / 'cp.db'}"
     (tmp_path / "a store").mkdir()
     with CheckpointClient(url) as cp:
-        held = cp.claim("ns", "it's a key")
+        held = cp.claim(ns, key)
         assert held.lease_token is not None
-        cp.fail("ns", "it's a key", "boom", held.lease_token)
-        with pytest.raises(StepFailedError) as caught, cp.step("ns", "it's a key"):
+        cp.fail(ns, key, "boom", held.lease_token)
+        with pytest.raises(StepFailedError) as caught, cp.step(ns, key):
             pass
         command = str(caught.value).split("reset it to run again: ", 1)[1]
         assert "--url" in command and caught.value.url == cp.location.command_url
@@ -338,7 +340,7 @@ def test_a_failed_step_names_a_reset_command_that_reaches_its_store(tmp_path: Pa
         run = subprocess.run([sys.executable, "-m", "mooncat_checkpoint", *argv[1:]], cwd=elsewhere,
                              capture_output=True, text=True, env=env, timeout=120)
         assert run.returncode == 0, run.stderr
-        assert cp.get("ns", "it's a key") is None
+        assert cp.get(ns, key) is None
         assert not (elsewhere / ".mooncat").exists()
 
 

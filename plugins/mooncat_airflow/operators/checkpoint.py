@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import logging
-import shlex
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, TypeVar, cast, get_args
@@ -20,6 +19,7 @@ from airflow.sdk.exceptions import (
     AirflowTaskTimeout,
     TaskDeferred,
 )
+from mooncat_checkpoint.errors import reset_command
 
 from mooncat_airflow.hooks.checkpoint import CheckpointHook
 from mooncat_airflow.links.checkpoint import CheckpointLink
@@ -60,8 +60,7 @@ def _is_seconds(value: object) -> bool:
 def failed_record_message(namespace: str, key: str, error: str | None, store: CheckpointClient | None = None) -> str:
     """Explain a terminal ``failed`` record and the ways out of it. The reset command names the store the
     task used, shell-quoted, so it works from any folder of any machine that reaches the store."""
-    url = store.location.command_url if store is not None else None
-    command = shlex.join(["mooncat-checkpoint", "reset", namespace, key, *(["--url", url] if url else [])])
+    command = reset_command(namespace, key, store.location.command_url if store is not None else None)
     return (
         f"Checkpoint {namespace}/{key} is recorded as failed"
         f"{f' ({error})' if error else ''}; it stays failed until it is reset. Reset it with "
