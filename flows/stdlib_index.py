@@ -44,7 +44,14 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 # stopped at exit) are about Prefect's bookkeeping, not this run's results; set the variable to see them.
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
-from mooncat_checkpoint import CheckpointClient, CheckpointError, Status
+from mooncat_checkpoint import (
+    Checkpoint,
+    CheckpointClient,
+    CheckpointError,
+    CorruptRecordError,
+    KeyConflictError,
+    Status,
+)
 from mooncat_prefect import checkpoint_task, count_skipped
 from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -121,10 +128,7 @@ def stdlib_index(root: str | None = None, url: str | None = None, limit: int | N
     # One batch read tells which contents are already indexed; only the rest become task runs. Those still
     # claim their key, so two runs started together do not index the same file twice.
     client = CheckpointClient(url)
-    # Only finished keys are skipped here; a claimed or failed one goes to its task run, which waits for
-    # the holder (or takes an expired lease) or reports the failure, as any other run of the task would.
-    done = {key: record for key, record in client.get_many(NAMESPACE, list(paths_by_key)).items()
-            if record.status is Status.DONE}
+    done = finished(client, list(paths_by_key))
     per_file = {key: record.result for key, record in done.items()}
     todo = [key for key in paths_by_key if key not in done]
 
@@ -135,26 +139,45 @@ def stdlib_index(root: str | None = None, url: str | None = None, limit: int | N
         digest=todo,
         name=[os.path.relpath(paths_by_key[key][0], base) for key in todo],
     )
-    failed = 0
+    failed = waited = 0
     for key, future in zip(todo, futures, strict=True):
         future.wait()
         state = future.state
         if state.is_completed():
             per_file[key] = future.result()
+            waited += state.name == "Cached"  # another run held the key and finished it meanwhile
         else:
             failed += 1
+    indexed, skipped = len(todo) - failed - waited, len(done) + waited
 
     summary = aggregate(per_file, {key: paths_by_key[key] for key in per_file})
     print(
         f"{len(sources)} files under {base} ({len(paths_by_key)} distinct contents): "
-        f"{len(todo) - failed} indexed now, {len(done)} skipped (already done), {failed} failed; "
+        f"{indexed} indexed now, {skipped} skipped (already done), {failed} failed; "
         f"store {client.url}"
     )
     print(
         f"totals: {summary['functions']} functions, {summary['classes']} classes, "
         f"{summary['imports']} import statements; {len(summary['unparsable'])} files do not parse"
     )
-    return {**summary, "indexed": len(todo) - failed, "skipped": len(done), "failed": failed}
+    return {**summary, "indexed": indexed, "skipped": skipped, "failed": failed}
+
+
+def finished(client: CheckpointClient, keys: list[str]) -> dict[str, Checkpoint]:
+    """The done records among `keys`, in one read. Claimed and failed keys are not finished: their task runs
+    wait for the holder (or take an expired lease) or report the failure. An unreadable record must not stop
+    every other file, nor count as absent: its key becomes a task run, whose claim reports it (with the
+    doctor command that repairs it), and the run ends with it counted as failed."""
+    try:
+        found = client.get_many(NAMESPACE, keys)
+    except (CorruptRecordError, KeyConflictError):
+        found = {}
+        for key in keys:
+            with contextlib.suppress(CorruptRecordError, KeyConflictError):
+                record = client.get(NAMESPACE, key)
+                if record is not None:
+                    found[key] = record
+    return {key: record for key, record in found.items() if record.status is Status.DONE}
 
 
 EXIT_GRACE_S = 10.0
@@ -232,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with CheckpointClient(args.url) as client:
             client.namespaces()  # opens the store: not a database, no server, a missing extra
+            if client.location.scheme == "memory":
+                print("stdlib_index: error: memory:// keeps nothing after the run, so nothing could be resumed; "
+                      "use a file, sqlite or postgresql store", file=sys.stderr)
+                return 2
     except CheckpointError as exc:
         print(f"stdlib_index: error: {exc}", file=sys.stderr)
         return 2

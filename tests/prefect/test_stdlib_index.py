@@ -93,6 +93,26 @@ def test_keys_claimed_or_failed_elsewhere_are_not_taken_as_done(
         assert client.get("stdlib-index", b_key).error == "disk full"
 
 
+def test_an_unreadable_record_fails_its_own_file_and_not_the_run(
+    pipeline: ModuleType, source_tree: Path, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    url = f"sqlite://{tmp_path / 'index.db'}"
+    b_key = pipeline.content_key((source_tree / "b.py").read_bytes())
+    with CheckpointClient(url) as client:
+        held = client.claim("stdlib-index", b_key)
+        client.done("stdlib-index", b_key, held.lease_token, result={"functions": 2, "classes": 0, "imports": 0})
+    with sqlite3.connect(tmp_path / "index.db") as conn:
+        conn.execute("UPDATE checkpoints SET result = '{bad' WHERE key = ?", (b_key,))
+
+    summary = pipeline.stdlib_index(root=str(source_tree), url=url)
+    # Every other content indexed; the unreadable one is neither overwritten nor taken as done.
+    assert (summary["indexed"], summary["skipped"], summary["failed"]) == (3, 0, 1)
+    with sqlite3.connect(tmp_path / "index.db") as conn:
+        assert conn.execute("SELECT result FROM checkpoints WHERE key = ?", (b_key,)).fetchone() == ("{bad",)
+
+
 def test_bad_root_or_limit_is_refused_before_anything_runs(pipeline: ModuleType, tmp_path: Path,
                                                             store_url: str) -> None:
     with pytest.raises(ValueError, match="not a folder"):
@@ -111,6 +131,11 @@ def test_a_store_that_cannot_be_opened_is_one_line_before_prefect_starts(tmp_pat
     assert run.stderr.startswith("stdlib_index: error: ") and run.stderr.count("\n") == 1, run.stderr[-2000:]
     assert "Starting temporary server" not in run.stdout + run.stderr
     assert (tmp_path / "notes.db").read_text() == "not a database"
+
+    # memory:// would run, and keep nothing to resume from.
+    run = subprocess.run([sys.executable, str(FLOW_FILE), "--root", str(tmp_path), "--url", "memory://"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "memory://" in run.stderr and run.stderr.count("\n") == 1, run.stderr[-2000:]
 
 
 def test_ctrl_c_midway_then_rerun_finishes_only_the_rest(pipeline: ModuleType, tmp_path: Path,
