@@ -88,6 +88,30 @@ def test_stdlib_index_plans_a_claimed_key_as_work_not_as_done(source_tree: Path,
     assert client.get("stdlib-index", held_key).result == {"functions": 1, "classes": 0, "imports": 0}
 
 
+def test_stdlib_index_an_unreadable_record_fails_its_own_file_only(source_tree: Path, store_url: str,
+                                                                    client: Any) -> None:
+    text = "def unreadable_later():\n    pass\n"  # a content no other test indexes
+    (source_tree / "unreadable.py").write_text(text, encoding="utf-8")
+    key = key_of(text)
+    held = client.claim("stdlib-index", key)
+    client.done("stdlib-index", key, held.lease_token, {"functions": 1, "classes": 0, "imports": 0})
+    import sqlite3
+
+    assert store_url.startswith("sqlite://")
+    with sqlite3.connect(store_url.removeprefix("sqlite://")) as conn:
+        conn.execute("UPDATE checkpoints SET result = '{bad' WHERE key = ?", (key,))
+
+    run = run_dag(stdlib_index.stdlib_index(), {"root": str(source_tree)})
+    assert str(run.state) == "failed"  # the one file fails, with the doctor hint in its log
+    states = ti_states(run)
+    assert states[("plan", -1)] == "success"
+    files = [state for (task_id, _), state in states.items() if task_id == "index_file"]
+    assert sorted(files).count("failed") == 1 and files.count("success") == len(files) - 1, states
+    with sqlite3.connect(store_url.removeprefix("sqlite://")) as conn:  # the evidence is kept, not overwritten
+        assert conn.execute("SELECT result FROM checkpoints WHERE key = ?", (key,)).fetchone() == ("{bad",)
+        conn.execute("DELETE FROM checkpoints WHERE key = ?", (key,))  # the session's store stays readable
+
+
 def test_stdlib_index_refuses_a_root_that_is_not_a_folder(tmp_path: Path) -> None:
     run = run_dag(stdlib_index.stdlib_index(), {"root": str(tmp_path / "missing")})
     assert str(run.state) == "failed"
