@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -122,8 +126,6 @@ def test_bad_root_or_limit_is_refused_before_anything_runs(pipeline: ModuleType,
 
 
 def test_a_store_that_cannot_be_opened_is_one_line_before_prefect_starts(tmp_path: Path) -> None:
-    import subprocess
-
     (tmp_path / "notes.db").write_text("not a database")
     run = subprocess.run([sys.executable, str(FLOW_FILE), "--root", str(tmp_path), "--url",
                           f"sqlite://{tmp_path / 'notes.db'}"], capture_output=True, text=True, timeout=120)
@@ -138,45 +140,51 @@ def test_a_store_that_cannot_be_opened_is_one_line_before_prefect_starts(tmp_pat
     assert run.returncode == 2 and "memory://" in run.stderr and run.stderr.count("\n") == 1, run.stderr[-2000:]
 
 
-def test_ctrl_c_midway_then_rerun_finishes_only_the_rest(pipeline: ModuleType, tmp_path: Path,
-                                                          store_url: str) -> None:
-    """The README's main job as a user runs it: no server configured (Prefect's ephemeral mode), and
-    Ctrl-C in a terminal, which signals the whole process group, Prefect's own server process included."""
-    import os
-    import signal
-    import subprocess
-    import time
-
+def _started_midway(tmp_path: Path, store_url: str, files: int, done_before_return: int) -> subprocess.Popen[bytes]:
+    """The README's main job as a user runs it, in a process group of its own (a terminal's Ctrl-C signals
+    the whole group, Prefect's own server process included), returned once some files are done."""
     root = tmp_path / "many"
     root.mkdir()
-    for n in range(400):
+    for n in range(files):
         (root / f"m{n:03d}.py").write_text(f"def f{n}():\n    return {n}\n" * (n % 5 + 1))
     env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_API")}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
     run = subprocess.Popen([sys.executable, str(FLOW_FILE), "--root", str(root), "--url", store_url],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    with CheckpointClient(store_url) as client:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and run.poll() is None:
+            if len(client.list("stdlib-index", status="done")) >= done_before_return:
+                break
+            time.sleep(0.05)
+    if run.poll() is not None:
+        raise AssertionError("the run finished before it could be interrupted")
+    return run
+
+
+def _kill_if_running(run: subprocess.Popen[bytes]) -> None:
+    if run.poll() is None:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+
+
+def test_ctrl_c_midway_then_rerun_finishes_only_the_rest(pipeline: ModuleType, tmp_path: Path,
+                                                          store_url: str) -> None:
+    run = _started_midway(tmp_path, store_url, files=400, done_before_return=40)
     try:
+        os.killpg(run.pid, signal.SIGINT)
+        # Exits promptly: Prefect's exit hooks must not wait for the server the same Ctrl-C stopped.
+        output = run.communicate(timeout=60)[0].decode("utf-8", "replace")
+        assert run.returncode == 130, output[-3000:]
+        assert "run the same command again" in output
         with CheckpointClient(store_url) as client:
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline and run.poll() is None:
-                if len(client.list("stdlib-index", status="done")) >= 40:
-                    break
-                time.sleep(0.05)
-            assert run.poll() is None, "the run finished before it could be interrupted"
-            os.killpg(run.pid, signal.SIGINT)
-            # Exits promptly: Prefect's exit hooks must not wait for the server the same Ctrl-C stopped.
-            output = run.communicate(timeout=60)[0].decode("utf-8", "replace")
-            assert run.returncode == 130, output[-3000:]
-            assert "run the same command again" in output
             finished = {r.key for r in client.list("stdlib-index", status="done")}
             # Files in flight when interrupted gave their claims back: nothing waits for a lease to expire.
             assert client.list("stdlib-index", status="claimed") == []
     finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+        _kill_if_running(run)
 
-    rest = pipeline.stdlib_index(root=str(root), url=store_url)
+    rest = pipeline.stdlib_index(root=str(tmp_path / "many"), url=store_url)
     assert 40 <= rest["skipped"] == len(finished) < 400
     assert rest["indexed"] == 400 - len(finished) and rest["failed"] == 0
 
@@ -213,7 +221,6 @@ def test_a_folder_with_nothing_to_parse_gives_zero_totals(pipeline: ModuleType, 
 
 
 def test_bad_store_url_and_missing_folder_are_one_line_errors_before_prefect_starts(tmp_path: Path) -> None:
-    import subprocess
 
     for args, expected in ((["--url", "file://localhost/x"], "host part"),
                            (["--root", str(tmp_path / "nowhere")], "is not a folder")):
@@ -225,32 +232,11 @@ def test_bad_store_url_and_missing_folder_are_one_line_errors_before_prefect_sta
 def test_ctrl_c_ends_the_run_when_its_output_pipe_was_closed_by_the_same_ctrl_c(tmp_path: Path, store_url: str) -> None:
     """`python flows/stdlib_index.py | tee log` and Ctrl-C: tee dies with the run, and every later write to
     the pipe fails; the run must still end within its grace period instead of hanging in exit hooks."""
-    import os
-    import signal
-    import subprocess
-    import time
-
-    root = tmp_path / "many"
-    root.mkdir()
-    for n in range(300):
-        (root / f"m{n:03d}.py").write_text(f"def f{n}():\n    return {n}\n")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_API")}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    run = subprocess.Popen([sys.executable, str(FLOW_FILE), "--root", str(root), "--url", store_url],
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    run = _started_midway(tmp_path, store_url, files=300, done_before_return=10)
     try:
-        with CheckpointClient(store_url) as client:
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline and run.poll() is None:
-                if len(client.list("stdlib-index", status="done")) >= 10:
-                    break
-                time.sleep(0.05)
-        assert run.poll() is None, "the run finished before it could be interrupted"
         assert run.stdout is not None
         run.stdout.close()  # the reader (tee) is gone
         os.killpg(run.pid, signal.SIGINT)
         assert run.wait(timeout=60) == 130
     finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+        _kill_if_running(run)
