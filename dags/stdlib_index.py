@@ -62,26 +62,6 @@ def list_sources(root: Path) -> list[Path]:
     return found
 
 
-def readable_records(client: Any, keys: list[str]) -> dict[str, Any]:
-    """The records of `keys` in one read. An unreadable record must not stop every other file, nor count as
-    absent: it is left out here, so its key becomes a task whose claim reports it (with the doctor command
-    that repairs it), and the summary counts it as missing."""
-    from mooncat_checkpoint import CorruptRecordError, KeyConflictError
-
-    try:
-        return dict(client.get_many(NAMESPACE, keys))
-    except (CorruptRecordError, KeyConflictError):
-        found = {}
-        for key in keys:
-            try:
-                record = client.get(NAMESPACE, key)
-            except (CorruptRecordError, KeyConflictError):
-                continue
-            if record is not None:
-                found[key] = record
-        return found
-
-
 @dag(
     dag_id="stdlib_index",
     schedule=None,
@@ -113,7 +93,8 @@ def stdlib_index() -> None:
 
         hook = CheckpointHook()
         try:
-            found = readable_records(hook.get_conn(), list(paths_by_key))
+            # An unreadable record is left out: its file's task then reports it, and no other file waits.
+            found = hook.get_conn().get_many(NAMESPACE, list(paths_by_key), skip_unreadable=True)
         finally:
             hook.close()
         # Only finished keys are skipped; a claimed or failed one goes to its task, which waits for the
@@ -158,7 +139,7 @@ def stdlib_index() -> None:
         paths_by_key: dict[str, list[str]] = planned["paths_by_key"]
         hook = CheckpointHook()
         try:
-            records = readable_records(hook.get_conn(), list(paths_by_key))
+            records = hook.get_conn().get_many(NAMESPACE, list(paths_by_key), skip_unreadable=True)
         finally:
             hook.close()
         totals: Counter[str] = Counter()

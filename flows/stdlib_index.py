@@ -44,14 +44,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 # stopped at exit) are about Prefect's bookkeeping, not this run's results; set the variable to see them.
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
-from mooncat_checkpoint import (
-    Checkpoint,
-    CheckpointClient,
-    CheckpointError,
-    CorruptRecordError,
-    KeyConflictError,
-    Status,
-)
+from mooncat_checkpoint import Checkpoint, CheckpointClient, CheckpointError, Status
 from mooncat_prefect import checkpoint_task, count_skipped
 from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -166,17 +159,9 @@ def stdlib_index(root: str | None = None, url: str | None = None, limit: int | N
 def finished(client: CheckpointClient, keys: list[str]) -> dict[str, Checkpoint]:
     """The done records among `keys`, in one read. Claimed and failed keys are not finished: their task runs
     wait for the holder (or take an expired lease) or report the failure. An unreadable record must not stop
-    every other file, nor count as absent: its key becomes a task run, whose claim reports it (with the
-    doctor command that repairs it), and the run ends with it counted as failed."""
-    try:
-        found = client.get_many(NAMESPACE, keys)
-    except (CorruptRecordError, KeyConflictError):
-        found = {}
-        for key in keys:
-            with contextlib.suppress(CorruptRecordError, KeyConflictError):
-                record = client.get(NAMESPACE, key)
-                if record is not None:
-                    found[key] = record
+    every other file, nor count as done: its key becomes a task run, whose claim reports it (with the doctor
+    command that repairs it), and the run ends with it counted as failed."""
+    found = client.get_many(NAMESPACE, keys, skip_unreadable=True)
     return {key: record for key, record in found.items() if record.status is Status.DONE}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import secrets
 import shlex
 import threading
@@ -168,8 +169,12 @@ class ClientCore:
         lease = _positive_ms(lease_ms, "lease_ms", DEFAULT_LEASE_MS)
         return namespace, {key: storage_segment(key) for key in self._keys(keys)}, lease
 
-    def get_many(self, namespace: str, keys: Iterable[str]) -> tuple[str, dict[str, str]]:
+    def get_many(
+        self, namespace: str, keys: Iterable[str], skip_unreadable: bool = False
+    ) -> tuple[str, dict[str, str]]:
         check_namespace(namespace)
+        if not isinstance(skip_unreadable, bool):
+            raise InvalidArgumentError(f"skip_unreadable must be True or False, got {skip_unreadable!r}")
         return namespace, {key: storage_segment(check_key(key)) for key in self._keys(keys)}
 
     @staticmethod
@@ -441,15 +446,28 @@ class CheckpointClient:
 
     # ---- batches ----
 
-    def get_many(self, ns: str, keys: Iterable[str]) -> dict[str, Checkpoint]:
-        """Records of many keys in one read (one query on SQL stores); absent keys are left out."""
+    def get_many(self, ns: str, keys: Iterable[str], *, skip_unreadable: bool = False) -> dict[str, Checkpoint]:
+        """Records of many keys in one read (one query on SQL stores); absent keys are left out.
+
+        One unreadable record (corrupt, or stored for another key) raises for the whole batch, unless
+        `skip_unreadable`: then it is left out like an absent one. That suits a caller that only decides which
+        keys to submit, each of which claims its key, and so reports the unreadable record by itself; never
+        take a left-out key as free."""
+        namespace, segments = self._core.get_many(ns, keys, skip_unreadable)
         try:
-            namespace, segments = self._core.get_many(ns, keys)
             found = self.backend.read_many(namespace, list(set(segments.values())))
             return self._core.match(namespace, segments, found)
-        except CorruptRecordError as exc:
-            self._core.add_hint(exc)
-            raise
+        except (CorruptRecordError, KeyConflictError) as exc:
+            if not skip_unreadable:
+                if isinstance(exc, CorruptRecordError):
+                    self._core.add_hint(exc)
+                raise
+        readable: dict[str, Checkpoint] = {}
+        for key, segment in segments.items():  # the rare slow path: find which records can be read
+            with contextlib.suppress(CorruptRecordError, KeyConflictError):
+                record = self.backend.read(namespace, segment)
+                readable.update(self._core.match(namespace, {key: segment}, {segment: record} if record else {}))
+        return readable
 
     def claim_many(
         self, ns: str, keys: Iterable[str], owner_run_id: str | None = None, lease_ms: int | None = None
@@ -640,14 +658,23 @@ class AsyncCheckpointClient:
             self._core.add_hint(exc)
             raise
 
-    async def get_many(self, ns: str, keys: Iterable[str]) -> dict[str, Checkpoint]:
+    async def get_many(self, ns: str, keys: Iterable[str], *, skip_unreadable: bool = False) -> dict[str, Checkpoint]:
+        namespace, segments = self._core.get_many(ns, keys, skip_unreadable)
+        backend = await self._ready()
         try:
-            namespace, segments = self._core.get_many(ns, keys)
-            found = await (await self._ready()).read_many(namespace, list(set(segments.values())))
+            found = await backend.read_many(namespace, list(set(segments.values())))
             return self._core.match(namespace, segments, found)
-        except CorruptRecordError as exc:
-            self._core.add_hint(exc)
-            raise
+        except (CorruptRecordError, KeyConflictError) as exc:
+            if not skip_unreadable:
+                if isinstance(exc, CorruptRecordError):
+                    self._core.add_hint(exc)
+                raise
+        readable: dict[str, Checkpoint] = {}
+        for key, segment in segments.items():
+            with contextlib.suppress(CorruptRecordError, KeyConflictError):
+                record = await backend.read(namespace, segment)
+                readable.update(self._core.match(namespace, {key: segment}, {segment: record} if record else {}))
+        return readable
 
     async def reset(self, ns: str, key: str) -> bool:
         return bool(await self._run(self._core.reset(ns, key)))

@@ -182,3 +182,41 @@ def test_each_durability_mode_writes_what_the_other_reads(
 def test_an_unknown_durability_is_refused() -> None:
     with pytest.raises(InvalidArgumentError, match="durability"):
         CheckpointClient("memory://", durability="sometimes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scheme", ["file", "sqlite"])
+def test_get_many_can_leave_unreadable_records_out_instead_of_failing_the_batch(tmp_path: Path, scheme: str) -> None:
+    import asyncio
+    import sqlite3
+
+    from mooncat_checkpoint import AsyncCheckpointClient, CorruptRecordError
+
+    url = f"file://{tmp_path / 'store'}" if scheme == "file" else f"sqlite://{tmp_path / 'cp.db'}"
+    with CheckpointClient(url) as client:
+        for key in ("fine", "broken"):
+            held = client.claim(NS, key)
+            client.done(NS, key, held.lease_token or "", result=key)
+        if scheme == "file":
+            (tmp_path / "store" / NS / "broken.json").write_text("{not json")
+        else:
+            with sqlite3.connect(tmp_path / "cp.db") as conn:
+                conn.execute("UPDATE checkpoints SET result = '{bad' WHERE key = 'broken'")
+
+        with pytest.raises(CorruptRecordError, match="doctor"):
+            client.get_many(NS, ["fine", "broken"])
+        assert {k: r.result for k, r in client.get_many(NS, ["fine", "broken", "absent"],
+                                                        skip_unreadable=True).items()} == {"fine": "fine"}
+        with pytest.raises(InvalidArgumentError, match="skip_unreadable"):
+            client.get_many(NS, ["fine"], skip_unreadable="yes")  # type: ignore[arg-type]
+        # Left out is not free: the key's own claim still refuses the unreadable record.
+        with pytest.raises(CorruptRecordError):
+            client.claim(NS, "broken")
+
+    async def read_async() -> dict[str, Any]:
+        async with AsyncCheckpointClient(url) as aclient:
+            with pytest.raises(CorruptRecordError):
+                await aclient.get_many(NS, ["fine", "broken"])
+            found = await aclient.get_many(NS, ["fine", "broken"], skip_unreadable=True)
+            return {k: r.result for k, r in found.items()}
+
+    assert asyncio.run(read_async()) == {"fine": "fine"}
